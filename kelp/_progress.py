@@ -1,0 +1,63 @@
+"""The one place that prints: progress bars and short status lines, both on stderr.
+
+Library code reports through :func:`track` and :func:`say` so that the CLI, tests and
+notebooks control output in one spot (``set_quiet`` hides the bars), and stdout stays free for results.
+"""
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+__all__ = ["console", "say", "set_quiet", "track"]
+
+T = TypeVar("T")
+
+console = Console(stderr=True)
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Hide (or show again) progress bars; status lines and errors always print."""
+    global _quiet
+    _quiet = quiet
+
+
+def say(message: str) -> None:
+    """Print one status line on stderr (rich markup allowed)."""
+    console.print(message, soft_wrap=True)
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Yield from ``items`` while drawing a progress bar with count, elapsed and ETA.
+
+    Args:
+        items: what to iterate over.
+        description: the bar's label, e.g. ``"checking tiles"``.
+        total: number of items when ``items`` has no ``len``.
+
+    Yields:
+        The items of ``items``, unchanged.
+    """
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=_quiet,
+        transient=False,
+    )
+    with progress:
+        yield from progress.track(items, total=total, description=description)

@@ -1,0 +1,176 @@
+"""The `kelp` command: a few lines around each stage's function.
+
+Every stage error is a ``ValueError``/``OSError`` subclass with a message that names the
+file or value; the CLI prints it and exits with status 1 instead of a traceback.
+"""
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kelp import __version__
+from kelp._progress import console, say, set_quiet
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="kelp",
+    help="Segment kelp canopy in multispectral tiles: trees + U-Net, stacked.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Datasets: synthesise, check, split into folds, pack masks.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+BandOrderOption = Annotated[
+    str,
+    typer.Option(
+        "--band-order",
+        help="The file's bands, first band first, comma-separated.",
+    ),
+]
+DEFAULT_BAND_ORDER_TEXT = "swir,nir,red,green,blue,qa,dem"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kelp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Segment kelp canopy in multispectral tiles: trees + U-Net, stacked."""
+    set_quiet(quiet)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the package's input errors into one red message and exit status 1."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to create (must not hold a dataset).")],
+    tiles: Annotated[int, typer.Option(help="Number of tiles, train + test.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
+    size: Annotated[int, typer.Option(help="Tile side in pixels.")] = 350,
+    test_fraction: Annotated[float, typer.Option(help="Share of test tiles.")] = 0.2,
+) -> None:
+    """Write a synthetic dataset in the Kelp Wanted layout."""
+    from kelp.data.synth import synthesize
+
+    with _errors():
+        s = synthesize(out, tiles, seed=seed, size=size, test_fraction=test_fraction)
+    n = s.n_train + s.n_test
+    say(
+        f"wrote {n} tiles ({s.n_train} train, {s.n_test} test, {s.n_areas} areas) to {s.root} "
+        f"in {s.seconds:.1f} s ({n / max(s.seconds, 1e-9):.1f} tiles/s); kelp "
+        f"{100 * s.kelp_fraction:.2f}% of train pixels, {s.tiles_without_kelp} train tiles "
+        "without kelp"
+    )
+
+
+@data_app.command("check")
+def data_check(
+    root: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    out: Annotated[Path, typer.Option(help="Per-tile statistics CSV.")] = Path("tile_stats.csv"),
+    band_order: BandOrderOption = DEFAULT_BAND_ORDER_TEXT,
+    verify_md5: Annotated[
+        bool, typer.Option(help="Compare every file with the metadata CSV's MD5.")
+    ] = False,
+) -> None:
+    """Validate every tile, list ALL problems, write per-tile statistics."""
+    from kelp.data.check import check_dataset, write_stats
+
+    with _errors():
+        report = check_dataset(root, band_order.split(","), verify_md5=verify_md5)
+        if report.stats:
+            write_stats(report.stats, out)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    for problem in report.problems:
+        console.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
+    n_train = sum(1 for s in report.stats if s["split"] == "train")
+    with_kelp = sum(1 for s in report.stats if s["has_kelp"])
+    summary = (
+        f"{len(report.stats)} valid tiles ({n_train} train, {with_kelp} with kelp), "
+        f"{len(report.problems)} problem(s), {len(report.warnings)} warning(s)"
+    )
+    if report.stats:
+        summary += f"; statistics in {out}"
+    say(summary)
+    if report.problems:
+        raise typer.Exit(1)
+
+
+@data_app.command("folds")
+def data_folds(
+    root: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    out: Annotated[Path, typer.Option(help="Folds CSV to write.")] = Path("folds.csv"),
+    k: Annotated[int, typer.Option("--k", "-k", help="Number of folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Shuffles areas across folds.")] = 0,
+    threshold: Annotated[
+        float, typer.Option(help="DEM cosine similarity linking two tiles into one area.")
+    ] = 0.97,
+    max_group_size: Annotated[
+        int | None, typer.Option(help="Largest area; default ceil(n_train / k).")
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", help="Validate and adopt this folds CSV instead of making one."),
+    ] = None,
+    band_order: BandOrderOption = DEFAULT_BAND_ORDER_TEXT,
+) -> None:
+    """Group tiles into areas by their DEM and split the areas into k stratified folds."""
+    from kelp.data.catalog import open_catalog
+    from kelp.data.folds import area_recovery, make_folds, read_folds, write_folds
+
+    with _errors():
+        if from_file is not None:
+            assignment = read_folds(from_file, open_catalog(root))
+        else:
+            assignment = make_folds(root, k, seed, threshold, max_group_size, band_order.split(","))
+        write_folds(assignment, out)
+    for fold in range(assignment.k):
+        held = [i for i, f in enumerate(assignment.folds) if f == fold]
+        kelp = sum(1 for i in held if assignment.flags and assignment.flags[i]["has_kelp"])
+        areas = len({assignment.aoi_ids[i] for i in held})
+        say(f"fold {fold}: {len(held)} tiles, {areas} areas, {kelp} with kelp")
+    n_areas = len(set(assignment.aoi_ids))
+    say(f"{len(assignment.tile_ids)} train tiles in {n_areas} areas, k={assignment.k}: {out}")
+    ari = area_recovery(root, assignment)
+    if ari is not None:
+        say(f"area grouping vs the generator's areas: adjusted Rand index {ari:.3f}")
+
+
+@data_app.command("pack")
+def data_pack(
+    masks: Annotated[Path, typer.Argument(help="Folder of <tile_id>_kelp.tif masks.")],
+    out: Annotated[Path, typer.Option(help="Tar to write.")] = Path("submission.tar"),
+) -> None:
+    """Pack a folder of predicted masks into submission.tar (competition naming)."""
+    from kelp.data.io import pack_submission
+
+    with _errors():
+        if not masks.is_dir():
+            raise FileNotFoundError(f"{masks}: folder not found")
+        path = pack_submission(sorted(masks.glob("*_kelp.tif")), out)
+    say(f"packed {path}")
