@@ -1,7 +1,8 @@
 """The one place that prints: progress bars and short status lines, both on stderr.
 
 Library code reports through :func:`track` and :func:`say` so that the CLI, tests and
-notebooks control output in one spot (``set_quiet`` hides the bars), and stdout stays free for results.
+notebooks control output in one spot (``set_quiet`` hides the bars), and stdout stays free
+for results.
 """
 
 from collections.abc import Iterable, Iterator

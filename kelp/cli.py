@@ -5,6 +5,7 @@ file or value; the CLI prints it and exits with status 1 instead of a traceback.
 """
 
 import contextlib
+import enum
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,13 @@ BandOrderOption = Annotated[
     ),
 ]
 DEFAULT_BAND_ORDER_TEXT = "swir,nir,red,green,blue,qa,dem"
+
+
+class OnErrorChoice(enum.StrEnum):
+    """What a stage does with a bad tile."""
+
+    fail = "fail"
+    skip = "skip"
 
 
 def _version(value: bool) -> None:
@@ -174,3 +182,49 @@ def data_pack(
             raise FileNotFoundError(f"{masks}: folder not found")
         path = pack_submission(sorted(masks.glob("*_kelp.tif")), out)
     say(f"packed {path}")
+
+
+@app.command("build-features")
+def build_features_command(
+    data: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    folds: Annotated[Path, typer.Option(help="folds.csv from `kelp data folds`.")],
+    out: Annotated[Path, typer.Option(help="Output folder (resumed if present).")] = Path(
+        "features"
+    ),
+    config: Annotated[
+        Path | None, typer.Option(help="TOML with a [features] table (see the README).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seeds the pixel sampling.")] = 0,
+    on_error: Annotated[
+        OnErrorChoice, typer.Option(help="fail: stop at a bad tile; skip: list it in the manifest.")
+    ] = OnErrorChoice.fail,
+    dense: Annotated[bool, typer.Option(help="Keep every pixel instead of sampling.")] = False,
+    band_order: BandOrderOption = DEFAULT_BAND_ORDER_TEXT,
+) -> None:
+    """Build the per-pixel Parquet feature table of the train tiles."""
+    from kelp.config import load_config
+    from kelp.features.build import build_features
+    from kelp.features.config import FeatureConfig
+
+    with _errors():
+        cfg = load_config(config, FeatureConfig, "features") if config else FeatureConfig()
+        if dense:
+            cfg = cfg.model_copy(
+                update={"sampling": cfg.sampling.model_copy(update={"dense": True})}
+            )
+        manifest = build_features(
+            data,
+            folds,
+            out,
+            cfg,
+            seed,
+            workers,
+            on_error.value,
+            band_order.split(","),
+        )
+    say(
+        f"{manifest['n_tiles']} tiles, {manifest['n_rows']} rows, "
+        f"{len(manifest['feature_names'])} features in {out / 'table'}; "
+        f"{len(manifest['skipped'])} skipped; {manifest['seconds']:.1f} s"
+    )

@@ -1,0 +1,189 @@
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from kelp.data.catalog import DatasetError
+from kelp.data.folds import make_folds, write_folds
+from kelp.data.io import read_mask
+from kelp.features import build as build_module
+from kelp.features.build import KEY_COLUMNS, FeatureBuildError, build_features, read_manifest
+from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig
+
+SMALL = FeatureConfig(
+    indices=("NDVI", "NDWI"),
+    filters=FilterConfig(channels=("nir",), sigmas=(1.0, 2.0)),
+    sampling=SamplingConfig(n_random=60),
+)
+
+
+@pytest.fixture
+def dataset(tiny_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path]:
+    root = tiny_dataset(n_areas=4, dates=2, n_test=1)
+    folds = write_folds(make_folds(root, k=2, seed=0), tmp_path / "folds.csv")
+    return root, folds
+
+
+def _table(out: Path) -> pl.DataFrame:
+    return pl.scan_parquet(out / "table" / "*.parquet").collect().sort("tile_id", "row", "col")
+
+
+def test_table_reconciles_with_manifest(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    root, folds = dataset
+    out = tmp_path / "features"
+    manifest = build_features(root, folds, out, SMALL, seed=0)
+    assert manifest == read_manifest(out)
+    table = _table(out)
+    assert table.columns[: len(KEY_COLUMNS)] == list(KEY_COLUMNS)
+    assert table.columns[len(KEY_COLUMNS) :] == manifest["feature_names"]
+    assert all(table.schema[n] == pl.Float32 for n in manifest["feature_names"])
+    assert manifest["n_tiles"] == 8  # train tiles only
+    assert manifest["n_rows"] == table.height
+    counts = dict(table.group_by("tile_id").len().iter_rows())
+    assert counts == {t: v["rows"] for t, v in manifest["tiles"].items()}
+    by_kind = table.group_by("tile_id", "kind").len()
+    for tile_id, kind, n in by_kind.iter_rows():
+        assert manifest["tiles"][tile_id][kind] == n
+    # keys agree with the folds file and the masks
+    fold_of = dict(pl.read_csv(folds).select("tile_id", "fold").iter_rows())
+    assert all(fold_of[t] == f for t, f in table.select("tile_id", "fold").unique().iter_rows())
+    first = table.filter(pl.col("tile_id") == "A0000000")
+    mask = read_mask(root / "train_kelp" / "A0000000_kelp.tif")
+    np.testing.assert_array_equal(first["label"].to_numpy(), mask[first["row"], first["col"]])
+    assert set(first.filter(pl.col("label") == 1)["kind"]) == {"kelp"}
+    assert first.filter(pl.col("kind") == "kelp").height == mask.sum()
+    assert (
+        pq.ParquetFile(next((out / "table").glob("*.parquet")))
+        .metadata.row_group(0)
+        .column(0)
+        .compression
+        == "ZSTD"
+    )
+    norm = manifest["normalisation"]
+    assert norm["train"]["tiles"] == 8
+    assert set(norm["without_fold"]) == {"0", "1"}
+    assert norm["without_fold"]["0"]["tiles"] + norm["without_fold"]["1"]["tiles"] == 8
+    nir = norm["train"]["channels"]["nir"]
+    assert nir["q01"] <= nir["mean"] <= nir["q99"]
+    assert nir["valid_pixels"] == 8 * 48 * 48
+    assert norm["train"]["channels"]["NDVI"]["valid_pixels"] < nir["valid_pixels"]  # water only
+
+
+def test_same_seed_same_rows_any_worker_count(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    root, folds = dataset
+    build_features(root, folds, tmp_path / "a", SMALL, seed=1)
+    build_features(root, folds, tmp_path / "b", SMALL, seed=1, workers=2)
+    build_features(root, folds, tmp_path / "c", SMALL, seed=2)
+    a, b, c = _table(tmp_path / "a"), _table(tmp_path / "b"), _table(tmp_path / "c")
+    assert a.equals(b)
+    assert not a.equals(c)
+    manifest_a = read_manifest(tmp_path / "a")
+    manifest_b = read_manifest(tmp_path / "b")
+    assert manifest_a["normalisation"] == manifest_b["normalisation"]
+
+
+def test_killed_run_resumes_without_duplicates(
+    dataset: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, folds = dataset
+    full = tmp_path / "full"
+    build_features(root, folds, full, SMALL)
+    out = tmp_path / "resumed"
+    real = build_module._process
+    calls = {"n": 0}
+
+    def dying(job: build_module._Job) -> build_module._TileSummary:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the fourth tile
+        return real(job)
+
+    monkeypatch.setattr(build_module, "_process", dying)
+    with pytest.raises(KeyboardInterrupt):
+        build_features(root, folds, out, SMALL)
+    assert len(list((out / "table").glob("*.parquet"))) == 3
+    assert not (out / "manifest.json").exists()
+    assert not list((out / "table").glob(".*"))  # no temporary file left behind
+    monkeypatch.setattr(build_module, "_process", real)
+    manifest = build_features(root, folds, out, SMALL)
+    assert _table(out).equals(_table(full))
+    assert manifest["tiles"] == read_manifest(full)["tiles"]
+    assert manifest["normalisation"] == read_manifest(full)["normalisation"]
+
+
+def test_rerun_skips_done_tiles_and_config_change_rebuilds(
+    dataset: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, folds = dataset
+    out = tmp_path / "f"
+    build_features(root, folds, out, SMALL)
+    calls = []
+    real = build_module._process
+    monkeypatch.setattr(build_module, "_process", lambda job: calls.append(job) or real(job))
+    build_features(root, folds, out, SMALL)
+    assert calls == []
+    changed = SMALL.model_copy(update={"indices": ("NDVI",)})
+    manifest = build_features(root, folds, out, changed)
+    assert len(calls) == 8
+    assert "NDWI" not in _table(out).columns
+    assert manifest["table_hash"] == changed.table_hash()
+
+
+def test_corrupt_tile_fail_keeps_written_and_skip_lists_it(
+    dataset: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, folds = dataset
+    (root / "metadata.csv").unlink()
+    bad = root / "train_satellite" / "A0200000_satellite.tif"
+    bad.write_bytes(b"corrupt")
+    out = tmp_path / "f"
+    with pytest.raises(FeatureBuildError, match="A0200000_satellite.tif") as info:
+        build_features(root, folds, out, SMALL)
+    assert "already written are kept" in str(info.value)
+    written = sorted(p.stem for p in (out / "table").glob("*.parquet"))
+    assert written == ["A0000000", "A0000001", "A0100000", "A0100001"]  # tiles before it
+    manifest = build_features(root, folds, out, SMALL, on_error="skip")
+    assert [s["tile_id"] for s in manifest["skipped"]] == ["A0200000"]
+    assert "not a readable GeoTIFF" in manifest["skipped"][0]["reason"]
+    assert manifest["n_tiles"] == 7
+    assert "A0200000" not in set(_table(out)["tile_id"])
+
+
+def test_catalogue_problem_fail_or_skip(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    root, folds = dataset
+    (root / "train_kelp" / "A0100001_kelp.tif").unlink()  # listed in metadata, now missing
+    with pytest.raises(DatasetError, match="A0100001_kelp.tif"):
+        build_features(root, folds, tmp_path / "f", SMALL)
+    manifest = build_features(root, folds, tmp_path / "f", SMALL, on_error="skip")
+    assert "A0100001" in {s["tile_id"] for s in manifest["skipped"]}
+    assert manifest["n_tiles"] == 7
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"config": FeatureConfig(indices=("NDVX",))}, "NDVX"),
+        ({"on_error": "ignore"}, "on_error"),
+        ({"workers": 0}, "workers"),
+        ({"config": FeatureConfig(filters=FilterConfig(sigmas=(100.0,)))}, "larger than"),
+    ],
+)
+def test_bad_arguments(
+    dataset: tuple[Path, Path], tmp_path: Path, kwargs: dict[str, object], match: str
+) -> None:
+    root, folds = dataset
+    with pytest.raises(ValueError, match=match):
+        build_features(root, folds, tmp_path / "f", **kwargs)  # type: ignore[arg-type]
+
+
+def test_dense_mode_keeps_every_pixel(dataset: tuple[Path, Path], tmp_path: Path) -> None:
+    root, folds = dataset
+    cfg = SMALL.model_copy(update={"sampling": SamplingConfig(dense=True)})
+    manifest = build_features(root, folds, tmp_path / "d", cfg)
+    assert manifest["n_rows"] == 8 * 48 * 48
+    assert set(_table(tmp_path / "d")["kind"]) == {"dense"}
+    assert json.loads((tmp_path / "d" / "manifest.json").read_text())["config"]["sampling"]["dense"]

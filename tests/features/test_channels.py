@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+from affine import Affine
+
+from kelp.data.bands import MISSING
+from kelp.data.tile import Tile
+from kelp.features.channels import (
+    clear_water,
+    land_closeness,
+    land_mask,
+    spectral_bands,
+    water_offsets,
+)
+from kelp.features.filters import filter_bank, filter_names, nan_gaussian
+
+
+def _tile(h: int = 6, w: int = 8) -> Tile:
+    image = np.full((7, h, w), 8000, np.int32)
+    image[5] = 0
+    image[6] = 0
+    image[6, :, :2] = 50  # land in the two left columns
+    return Tile("T", image, np.zeros((h, w), np.uint8), Affine.identity())
+
+
+def test_missing_becomes_nan_before_arithmetic() -> None:
+    tile = _tile()
+    tile.image[1, 0, 3] = MISSING
+    bands = spectral_bands(tile)
+    assert np.isnan(bands["nir"][0, 3])
+    assert np.isnan(bands["nir"]).sum() == 1
+    assert bands["nir"].dtype == np.float32
+
+
+def test_clear_water_excludes_land_cloud_and_missing() -> None:
+    tile = _tile()
+    tile.image[5, 1, 4] = 1  # cloud
+    tile.image[0, 2, 5] = MISSING  # stripe pixel
+    tile.image[6, 3, 6] = MISSING  # DEM void counts as water, not land
+    clear = clear_water(tile)
+    assert not clear[:, :2].any()
+    assert not clear[1, 4]
+    assert not clear[2, 5]
+    assert clear[3, 6]
+    assert clear.sum() == 6 * 6 - 2
+    assert not land_mask(tile)[3, 6]
+
+
+def test_land_closeness() -> None:
+    land = np.zeros((1, 5), bool)
+    land[0, 0] = True
+    np.testing.assert_allclose(land_closeness(land)[0], 1 / (1 + 0.1 * np.arange(5)), rtol=1e-6)
+    assert not land_closeness(np.zeros((3, 3), bool)).any()
+
+
+def test_water_offsets_use_the_clear_water_median() -> None:
+    band = np.array([[1.0, 2.0, 3.0, 100.0]], np.float32)
+    clear = np.array([[True, True, True, False]])
+    np.testing.assert_allclose(water_offsets({"nir": band}, clear)["nir"], [[-1, 0, 1, 98]])
+    assert np.isnan(water_offsets({"nir": band}, np.zeros_like(clear))["nir"]).all()
+
+
+def test_nan_gaussian_ignores_nan() -> None:
+    x = np.full((21, 21), 5.0, np.float32)
+    x[10, :] = np.nan  # a stripe
+    out = nan_gaussian(x, 2.0)
+    np.testing.assert_allclose(out, 5.0, rtol=1e-5)  # the stripe is filled, nothing darkened
+    assert np.isnan(nan_gaussian(np.full((5, 5), np.nan, np.float32), 1.0)).all()
+
+
+def test_filter_bank_shapes_names_and_values() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 32)).astype(np.float32)
+    out = filter_bank(x, [1.0, 2.0], ["gaussian", "gradient", "log", "dog"])
+    assert out.shape == (8, 32, 32)
+    assert out.dtype == np.float32
+    assert filter_names("nir", [1.0, 2.0], ["gaussian", "dog"]) == [
+        "nir_gaussian_s1", "nir_dog_s1", "nir_gaussian_s2", "nir_dog_s2",
+    ]  # fmt: skip
+    # a constant image has no gradient, Laplacian or DoG response
+    flat = filter_bank(np.full((16, 16), 3.0, np.float32), [2.0], ["gradient", "log", "dog"])
+    np.testing.assert_allclose(flat, 0, atol=1e-5)
+    # a ramp has gradient magnitude equal to its slope away from the edges
+    ramp = np.tile(np.arange(32, dtype=np.float32) * 0.5, (32, 1))
+    grad = filter_bank(ramp, [1.0], ["gradient"])[0]
+    np.testing.assert_allclose(grad[8:-8, 8:-8], 0.5, rtol=1e-4)
+
+
+def test_filter_scale_larger_than_tile() -> None:
+    with pytest.raises(ValueError, match=r"sigma\(s\) \[40.0\] px larger than the 16x16 tile"):
+        filter_bank(np.zeros((16, 16), np.float32), [1.0, 40.0], ["gaussian"])
