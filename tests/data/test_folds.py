@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from kelp.data.catalog import DatasetError, open_catalog
-from kelp.data.folds import FOLD_FLAGS, FoldsError, make_folds, read_folds, write_folds
+from kelp.data.folds import (
+    FOLD_FLAGS,
+    FoldsError,
+    area_recovery,
+    make_folds,
+    read_folds,
+    write_folds,
+)
 from kelp.data.io import write_mask
+from kelp.data.synth import synthesize
 
 
 def test_folds_keep_areas_together(tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
@@ -129,3 +137,21 @@ def test_user_folds_without_aoi_column(tiny_dataset: Callable[..., Path], tmp_pa
 def test_missing_folds_file(tmp_path: Path) -> None:
     with pytest.raises(FoldsError, match="kelp data folds"):
         read_folds(tmp_path / "nope.csv")
+
+
+@pytest.mark.slow
+def test_grouping_recovers_synthetic_areas(tmp_path: Path) -> None:
+    root = synthesize(tmp_path / "synth", 40, seed=1, size=350).root
+    folds = make_folds(root, k=3, seed=0)
+    assert area_recovery(root, folds) == pytest.approx(1.0)
+    with open(root / "synthetic_areas.csv", newline="") as f:
+        truth = {row["tile_id"]: row["aoi_id"] for row in csv.DictReader(f)}
+    folds_of_area: dict[str, set[int]] = {}
+    for tile_id, fold in zip(folds.tile_ids, folds.folds):
+        folds_of_area.setdefault(truth[tile_id], set()).add(int(fold))
+    assert all(len(f) == 1 for f in folds_of_area.values())  # no true area leaks
+
+
+def test_area_recovery_is_none_on_real_data(tiny_dataset: Callable[..., Path]) -> None:
+    root = tiny_dataset(n_areas=4, dates=2, n_test=0)
+    assert area_recovery(root, make_folds(root, k=2)) is None

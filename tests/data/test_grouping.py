@@ -7,17 +7,19 @@ from kelp.data.grouping import dem_embedding, group_areas
 from tests.conftest import make_dem
 
 
-def test_embedding_is_block_means() -> None:
+def test_embedding_is_root_of_block_means() -> None:
     dem = np.zeros((64, 64), np.int32)
     dem[:32, :32] = 100
-    emb = dem_embedding(dem, grid=2)
-    np.testing.assert_allclose(emb, [100, 0, 0, 0])
+    dem[32:, 32:] = -20  # bathymetry counts as sea level
+    np.testing.assert_allclose(dem_embedding(dem, grid=2, smooth=0), [10, 0, 0, 0])
+    smoothed = dem_embedding(dem, grid=2, smooth=1.0)
+    assert 0 < smoothed[1] < smoothed[0] < 10
 
 
 def test_embedding_fills_missing_blocks_from_neighbours() -> None:
     dem = np.full((64, 64), 50, np.int32)
     dem[:32, :32] = MISSING
-    np.testing.assert_allclose(dem_embedding(dem, grid=2), [50, 50, 50, 50])
+    np.testing.assert_allclose(dem_embedding(dem, grid=2), np.sqrt([50, 50, 50, 50]), rtol=1e-6)
     assert not dem_embedding(np.full((8, 8), MISSING, np.int32)).any()
 
 
