@@ -17,9 +17,10 @@ in the number of tiles: workers write their own files and send back only per-til
 at most ``2 * workers`` tiles are in flight, and the sample kept for quantiles is a bounded
 bottom-k sample (smallest random keys) that does not depend on processing order.
 
-Normalisation statistics are computed on train tiles only, over every valid pixel (not just
-the sampled rows): mean and std from exact sums, the 1% and 99% quantiles from a bounded
-uniform sample of pixels. They are stored for all train tiles and for each "all folds but k"
+Normalisation statistics are computed on train tiles only, over a regular grid of every 4th
+pixel each way (not just the sampled rows, which over-represent kelp): mean and std merged
+exactly across tiles (Chan's pairwise update), the 1% and 99% quantiles from a bounded
+uniform sample of those pixels. They are stored for all train tiles and for each "all folds but k"
 set, which is what fold k's CNN may see.
 """
 
@@ -60,6 +61,7 @@ OnError = Literal["fail", "skip"]
 _META_KEY = b"kelp.tile"
 _QUANTILE_SAMPLE = 50_000  # pixels kept for quantiles, per fold
 _PER_TILE_SAMPLE = 256  # pixels each tile offers to that sample
+_STATS_STRIDE = 4  # statistics use every 4th pixel in each direction
 
 
 class FeatureBuildError(ValueError):
@@ -73,7 +75,7 @@ class _TileSummary:
     rows: dict[str, int]
     count: np.ndarray  # (C,) valid pixels
     total: np.ndarray  # (C,) sum
-    total_sq: np.ndarray  # (C,) sum of squares
+    m2: np.ndarray  # (C,) sum of squared deviations from the tile's own mean
     keys: np.ndarray  # (S,) random keys of the sampled pixels
     values: np.ndarray  # (S, C) their values
 
@@ -88,7 +90,7 @@ class _TileSummary:
                 "rows": self.rows,
                 "count": enc(self.count.astype(np.float64)),
                 "total": enc(self.total.astype(np.float64)),
-                "total_sq": enc(self.total_sq.astype(np.float64)),
+                "m2": enc(self.m2.astype(np.float64)),
                 "keys": enc(self.keys.astype(np.float64)),
                 "values": enc(self.values.astype(np.float32)),
                 "shape": list(self.values.shape),
@@ -108,7 +110,7 @@ class _TileSummary:
             d["rows"],
             dec("count", np.float64),
             dec("total", np.float64),
-            dec("total_sq", np.float64),
+            dec("m2", np.float64),
             dec("keys", np.float64),
             dec("values", np.float32).reshape(d["shape"]),
         )
@@ -131,7 +133,7 @@ class _Stats:
 
     count: np.ndarray
     total: np.ndarray
-    total_sq: np.ndarray
+    m2: np.ndarray
     keys: np.ndarray
     values: np.ndarray
     tiles: int = 0
@@ -142,9 +144,14 @@ class _Stats:
         return cls(z.copy(), z.copy(), z.copy(), np.empty(0), np.empty((0, channels), np.float32))
 
     def add(self, s: "_Stats | _TileSummary") -> None:
-        self.count += s.count
-        self.total += s.total
-        self.total_sq += s.total_sq
+        # Chan et al.'s pairwise update: exact and stable, unlike sums of squares.
+        n_a, n_b = self.count, s.count
+        n = n_a + n_b
+        with np.errstate(invalid="ignore", divide="ignore"):
+            delta = np.where(n_b > 0, s.total / n_b, 0) - np.where(n_a > 0, self.total / n_a, 0)
+            self.m2 = self.m2 + s.m2 + np.where(n > 0, delta**2 * n_a * n_b / n, 0)
+        self.count = n
+        self.total = self.total + s.total
         self.keys = np.concatenate([self.keys, s.keys])
         self.values = np.concatenate([self.values, s.values])
         self.tiles += s.tiles if isinstance(s, _Stats) else 1
@@ -155,7 +162,7 @@ class _Stats:
     def summary(self, names: Sequence[str]) -> dict[str, Any]:
         n = np.maximum(self.count, 1)
         mean = self.total / n
-        std = np.sqrt(np.maximum(self.total_sq / n - mean**2, 0.0))
+        std = np.sqrt(self.m2 / n)
         q01 = q99 = np.full(len(names), np.nan)
         if len(self.values):
             with warnings.catch_warnings():
@@ -220,20 +227,26 @@ def _summarise(
     tile_id: str, fold: int, stack: np.ndarray, kind: np.ndarray, seed: int
 ) -> _TileSummary:
     c = stack.shape[0]
-    flat = stack.reshape(c, -1)
+    # Every 4th pixel each way: 1/16 of the work for statistics that thousands of tiles
+    # estimate to far better than the quantile sample's own precision.
+    flat = stack[:, ::_STATS_STRIDE, ::_STATS_STRIDE].reshape(c, -1).astype(np.float64)
     valid = ~np.isnan(flat)
-    values = np.where(valid, flat, 0).astype(np.float64)
+    count = valid.sum(axis=1)
+    values = np.where(valid, flat, 0.0)
+    total = values.sum(axis=1)
+    mean = total / np.maximum(count, 1)
+    deviation = np.where(valid, values - mean[:, None], 0.0)
     rng = tile_rng(seed + 1, tile_id)
     pick = rng.choice(flat.shape[1], min(_PER_TILE_SAMPLE, flat.shape[1]), replace=False)
     return _TileSummary(
         tile_id=tile_id,
         fold=fold,
         rows={k: int(np.count_nonzero(kind == i)) for i, k in enumerate(KINDS)},
-        count=valid.sum(axis=1).astype(np.float64),
-        total=values.sum(axis=1),
-        total_sq=(values**2).sum(axis=1),
+        count=count.astype(np.float64),
+        total=total,
+        m2=np.einsum("ij,ij->i", deviation, deviation),
         keys=rng.random(len(pick)),
-        values=flat[:, pick].T.copy(),
+        values=flat[:, pick].T.astype(np.float32),
     )
 
 

@@ -7,12 +7,14 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from kelp.data.catalog import DatasetError
-from kelp.data.folds import make_folds, write_folds
+from kelp.data.catalog import DatasetError, open_catalog
+from kelp.data.folds import make_folds, read_folds, write_folds
 from kelp.data.io import read_mask
+from kelp.data.tile import load_tile
 from kelp.features import build as build_module
 from kelp.features.build import KEY_COLUMNS, FeatureBuildError, build_features, read_manifest
 from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig
+from kelp.features.stack import build_channels
 
 SMALL = FeatureConfig(
     indices=("NDVI", "NDWI"),
@@ -69,7 +71,7 @@ def test_table_reconciles_with_manifest(dataset: tuple[Path, Path], tmp_path: Pa
     assert norm["without_fold"]["0"]["tiles"] + norm["without_fold"]["1"]["tiles"] == 8
     nir = norm["train"]["channels"]["nir"]
     assert nir["q01"] <= nir["mean"] <= nir["q99"]
-    assert nir["valid_pixels"] == 8 * 48 * 48
+    assert nir["valid_pixels"] == 8 * 12 * 12  # every 4th pixel each way
     assert norm["train"]["channels"]["NDVI"]["valid_pixels"] < nir["valid_pixels"]  # water only
 
 
@@ -187,3 +189,27 @@ def test_dense_mode_keeps_every_pixel(dataset: tuple[Path, Path], tmp_path: Path
     assert manifest["n_rows"] == 8 * 48 * 48
     assert set(_table(tmp_path / "d")["kind"]) == {"dense"}
     assert json.loads((tmp_path / "d" / "manifest.json").read_text())["config"]["sampling"]["dense"]
+
+
+def test_normalisation_statistics_are_exact_per_fold_set(
+    dataset: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, folds = dataset
+    manifest = build_features(root, folds, tmp_path / "f", SMALL)
+    catalog = open_catalog(root)
+    assignment = read_folds(folds, catalog)
+    names = manifest["feature_names"]
+    for fold in ("0", "1"):
+        stacks = [
+            build_channels(load_tile(r), SMALL)[0][:, ::4, ::4]
+            for r in catalog.train
+            if assignment.fold_of(r.tile_id) != int(fold)
+        ]
+        values = np.concatenate([s.reshape(len(names), -1) for s in stacks], axis=1)
+        stats = manifest["normalisation"]["without_fold"][fold]["channels"]
+        for i, name in enumerate(names):
+            if stats[name]["mean"] is None:
+                assert np.isnan(values[i]).all()
+                continue
+            assert stats[name]["mean"] == pytest.approx(np.nanmean(values[i]), rel=1e-5, abs=1e-5)
+            assert stats[name]["std"] == pytest.approx(np.nanstd(values[i]), rel=1e-4, abs=1e-5)
