@@ -19,6 +19,7 @@ demo: install
 	@test -f $(DEMO)/data/metadata.csv || $(BIN)/kelp data synth --out $(DEMO)/data --tiles 200 --seed 0
 	$(BIN)/kelp data check $(DEMO)/data --out $(DEMO)/tile_stats.csv
 	$(BIN)/kelp data folds $(DEMO)/data --out $(DEMO)/folds.csv
+	$(BIN)/kelp build-features $(DEMO)/data --folds $(DEMO)/folds.csv --out $(DEMO)/features --workers 2
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,6 +11,8 @@ worker (``ru_maxrss`` of the children).
 
 import argparse
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +20,6 @@ from pathlib import Path
 from kelp._progress import set_quiet
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import make_folds, write_folds
-from kelp.data.synth import synthesize
 from kelp.data.tile import load_tile
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig
@@ -35,7 +36,10 @@ def main() -> None:
 
     data = args.cache / f"synth-{args.tiles}-{args.size}"
     if not (data / "metadata.csv").is_file():
-        synthesize(data, args.tiles, seed=0, size=args.size, test_fraction=0.0)
+        # In a child process, so that this process's peak RSS measures the build alone.
+        command = [sys.executable, "-m", "kelp", "-q", "data", "synth", "--out", str(data)]
+        command += ["--tiles", str(args.tiles), "--size", str(args.size), "--test-fraction", "0"]
+        subprocess.run(command, check=True)
     folds = args.cache / f"folds-{args.tiles}-{args.size}.csv"
     if not folds.is_file():
         write_folds(make_folds(data, k=5), folds)
@@ -53,7 +57,7 @@ def main() -> None:
     n = len(train)
     kib = 1024
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib  # largest child
     print(f"tiles: {n} train tiles of {args.size}x{args.size}, workers: {args.workers}")
     print(f"features: {len(manifest['feature_names'])} channels, {manifest['n_rows']} rows")
     print(f"read floor: {read_s:.2f} s = {n / read_s:.1f} tiles/s (one process)")

@@ -26,6 +26,7 @@ set, which is what fold k's CNN may see.
 
 import base64
 import concurrent.futures as cf
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -152,9 +153,13 @@ class _Stats:
             self.m2 = self.m2 + s.m2 + np.where(n > 0, delta**2 * n_a * n_b / n, 0)
         self.count = n
         self.total = self.total + s.total
-        self.keys = np.concatenate([self.keys, s.keys])
-        self.values = np.concatenate([self.values, s.values])
         self.tiles += s.tiles if isinstance(s, _Stats) else 1
+        self.add_sample(s.keys, s.values)
+
+    def add_sample(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Merge pixels into the quantile sample, keeping the smallest random keys."""
+        self.keys = np.concatenate([self.keys, keys])
+        self.values = np.concatenate([self.values, values])
         if len(self.keys) > _QUANTILE_SAMPLE:
             keep = np.argsort(self.keys, kind="stable")[:_QUANTILE_SAMPLE]
             self.keys, self.values = self.keys[keep], self.values[keep]
@@ -349,7 +354,17 @@ def build_features(
     table_dir.mkdir(parents=True, exist_ok=True)
     order = tuple(band_order)
 
+    # Per tile only sums and row counts stay in memory; the pixel samples go straight into
+    # each fold's bounded bottom-k sample, so memory does not grow with the number of tiles.
     summaries: list[_TileSummary] = []
+    samples = {f: _Stats.empty(len(names)) for f in range(assignment.k)}
+
+    def keep(summary: _TileSummary) -> None:
+        samples[summary.fold].add_sample(summary.keys, summary.values)
+        summaries.append(
+            dataclasses.replace(summary, keys=np.empty(0), values=np.empty((0, len(names))))
+        )
+
     jobs: list[_Job] = []
     for record in catalog.train:
         if record.tile_id not in fold_of:
@@ -359,7 +374,7 @@ def build_features(
         path = table_dir / f"{record.tile_id}.parquet"
         done = _existing(path, key)
         if done is not None:
-            summaries.append(done)
+            keep(done)
         else:
             jobs.append(_Job(record, fold, config, seed, order, path, key))
     if summaries:
@@ -378,13 +393,13 @@ def build_features(
             )
             job.path.unlink(missing_ok=True)
             continue
-        summaries.append(result)
+        keep(result)
     written = {s.tile_id for s in summaries}
     for stale in table_dir.glob("*.parquet"):
         if stale.stem not in written:
             stale.unlink()
     manifest = _manifest(
-        data, folds, config, names, seed, order, summaries, skipped, assignment.k, started
+        data, folds, config, names, seed, order, summaries, samples, skipped, started
     )
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
@@ -399,12 +414,13 @@ def _manifest(
     seed: int,
     band_order: tuple[str, ...],
     summaries: list[_TileSummary],
+    per_fold: dict[int, _Stats],
     skipped: list[dict[str, Any]],
-    k: int,
     started: float,
 ) -> dict[str, Any]:
+    # Sums are merged in tile-id order so the statistics do not depend on completion order.
     summaries = sorted(summaries, key=lambda s: s.tile_id)
-    per_fold = {f: _Stats.empty(len(names)) for f in range(k)}
+    k = len(per_fold)
     for s in summaries:
         per_fold[s.fold].add(s)
     everything = _Stats.empty(len(names))
