@@ -22,8 +22,8 @@ demo: install
 	$(BIN)/kelp build-features $(DEMO)/data --folds $(DEMO)/folds.csv --out $(DEMO)/features --workers 2
 
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check kelp tests benchmarks
+	$(BIN)/ruff format --check kelp tests benchmarks
 	$(BIN)/mypy
 
 test: lint
