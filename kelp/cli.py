@@ -29,6 +29,17 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
+
+def _register_stage_commands() -> None:
+    # Each stage's CLI function lives beside its stage; importing them loads no torch.
+    from kelp.cnn.commands import predict_cnn_command, train_cnn_command
+    from kelp.tabular.commands import train_trees_command
+
+    app.command("train-trees")(train_trees_command)
+    app.command("train-cnn")(train_cnn_command)
+    app.command("predict-cnn")(predict_cnn_command)
+
+
 BandOrderOption = Annotated[
     str,
     typer.Option(
@@ -192,7 +203,7 @@ def build_features_command(
         "features"
     ),
     config: Annotated[
-        Path | None, typer.Option(help="TOML with a [features] table (see the README).")
+        Path | None, typer.Option(help="TOML with a \\[features] table (see the README).")
     ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     seed: Annotated[int, typer.Option(help="Seeds the pixel sampling.")] = 0,
@@ -228,3 +239,73 @@ def build_features_command(
         f"{len(manifest['feature_names'])} features in {out / 'table'}; "
         f"{len(manifest['skipped'])} skipped; {manifest['seconds']:.1f} s"
     )
+
+
+@app.command("stack")
+def stack_command(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (train masks and DEMs).")],
+    run: Annotated[Path, typer.Option(help="Run folder with folds.csv and oof/.")],
+    config: Annotated[
+        Path | None, typer.Option(help="TOML with a \\[stacking] table (see the README).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Redo even if up to date.")] = False,
+) -> None:
+    """Fuse out-of-fold maps, compare with each model alone, choose the threshold."""
+    from kelp.config import load_config
+    from kelp.stacking.config import StackConfig
+    from kelp.stacking.stack import stack
+
+    with _errors():
+        cfg = load_config(config, StackConfig, "stacking") if config else StackConfig()
+        stack(data, run, cfg, force=force)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    pred: Annotated[Path, typer.Option(help="Folder of predicted <tile_id>_kelp.tif.")],
+    truth: Annotated[Path, typer.Option(help="Folder of true <tile_id>_kelp.tif.")],
+    out: Annotated[Path | None, typer.Option(help="Also write the figures as JSON.")] = None,
+) -> None:
+    """Global Dice, IoU, precision and recall of a folder of masks."""
+    import json
+
+    from kelp._files import atomic_path
+    from kelp.stacking.evaluate import evaluate_masks
+
+    with _errors():
+        summary = evaluate_masks(pred, truth)
+        if out is not None:
+            with atomic_path(out) as tmp:
+                tmp.write_text(json.dumps(summary, indent=2))
+    typer.echo(
+        f"global Dice {summary['dice']:.4f}  IoU {summary['iou']:.4f}  "
+        f"precision {summary['precision']:.4f}  recall {summary['recall']:.4f}  "
+        f"mean per-tile Dice {summary['mean_tile_dice']:.4f}  tiles {summary['n_tiles']}"
+    )
+
+
+@app.command("predict")
+def predict_command(
+    data: Annotated[Path, typer.Option(help="Folder of test tiles (any layout).")],
+    run: Annotated[Path, typer.Option(help="Run folder with stacking/ and base models.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Mask folder; RUN/predictions by default.")
+    ] = None,
+    on_error: Annotated[
+        OnErrorChoice, typer.Option(help="fail: stop at a bad tile; skip: leave it out.")
+    ] = OnErrorChoice.fail,
+    tta: Annotated[
+        bool | None, typer.Option(help="CNN test-time augmentation (default: as for OOF).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda for the CNN.")] = "auto",
+) -> None:
+    """Predict masks for test tiles with the stacked models; write submission.tar."""
+    from kelp.stacking.predict import predict
+
+    with _errors():
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+        predict(data, run, out, on_error.value, tta, device)  # type: ignore[arg-type]
+
+
+_register_stage_commands()

@@ -6,6 +6,11 @@ which model made them and, for out-of-fold maps, which fold's model predicted ea
 stacker reads tree and CNN maps the same way and checks from those fold ids that no pixel was
 predicted by a model that trained on it.
 
+A store being filled under some key (what made its maps: model files, options, tiles)
+carries a ``.partial.json`` with that key until its manifest is written; :func:`open_store`
+with another key deletes the old maps first, so stale maps never mix with new ones and an
+interrupted fill resumes where it stopped.
+
 float16 keeps a 350x350 map at 245 KB; probabilities keep about 3 significant digits
 (absolute error < 5e-4 near 1, far smaller near 0) and logits are clipped to +-60 (well
 inside float16), which is below any threshold resolution we tune.
@@ -19,12 +24,23 @@ from typing import Any, Literal
 import numpy as np
 
 from kelp._files import atomic_path
+from kelp._progress import say
 
-__all__ = ["LOGIT_CLIP", "MapKind", "MapStore", "logit", "sigmoid"]
+__all__ = [
+    "LOGIT_CLIP",
+    "MapKind",
+    "MapStore",
+    "finish_store",
+    "logit",
+    "open_store",
+    "sigmoid",
+    "store_manifest",
+]
 
 MapKind = Literal["probability", "logit"]
 LOGIT_CLIP = 60.0
 _MANIFEST = "manifest.json"
+_PARTIAL = ".partial.json"
 
 
 def logit(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -114,3 +130,46 @@ class MapStore:
             )
         result: dict[str, Any] = json.loads(path.read_text())
         return result
+
+
+def store_manifest(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The store's manifest, or ``None`` when it has none yet."""
+    try:
+        return MapStore(root).manifest()
+    except FileNotFoundError:
+        return None
+
+
+def open_store(root: str | os.PathLike[str], key: str) -> MapStore:
+    """Open a map store for writing maps made under ``key``.
+
+    Args:
+        root: the store's folder.
+        key: identifies the model/config/input that makes the maps.
+
+    Returns:
+        The store; maps made under another key are gone, maps made under this key stay
+        (an interrupted fill resumes).
+    """
+    store = MapStore(root)
+    manifest = store_manifest(root)
+    partial = store.root / _PARTIAL
+    held = manifest.get("key") if manifest else None
+    if held is None and partial.is_file():
+        held = json.loads(partial.read_text()).get("key")
+    stale = store.tile_ids()
+    if held != key and stale:
+        say(f"{store.root}: removing {len(stale)} map(s) made with another config or input")
+        for tile_id in stale:
+            store.path(tile_id).unlink()
+        (store.root / _MANIFEST).unlink(missing_ok=True)
+    store.root.mkdir(parents=True, exist_ok=True)
+    with atomic_path(partial) as tmp:
+        tmp.write_text(json.dumps({"key": key}))
+    return store
+
+
+def finish_store(store: MapStore, manifest: dict[str, Any]) -> None:
+    """Write the manifest (which must hold ``key``) and drop the partial marker."""
+    store.write_manifest(manifest)
+    (store.root / _PARTIAL).unlink(missing_ok=True)

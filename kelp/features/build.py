@@ -63,6 +63,7 @@ _META_KEY = b"kelp.tile"
 _QUANTILE_SAMPLE = 50_000  # pixels kept for quantiles, per fold
 _PER_TILE_SAMPLE = 256  # pixels each tile offers to that sample
 _STATS_STRIDE = 4  # statistics use every 4th pixel in each direction
+_FORMAT = 2  # bump when the per-tile file or its summary changes: old files are rebuilt
 
 
 class FeatureBuildError(ValueError):
@@ -193,7 +194,7 @@ class _Stats:
 
 
 def _file_key(config: FeatureConfig, seed: int, fold: int, band_order: Sequence[str]) -> str:
-    text = json.dumps([config.table_hash(), seed, fold, list(band_order), __version__])
+    text = json.dumps([_FORMAT, config.table_hash(), seed, fold, list(band_order), __version__])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -265,7 +266,10 @@ def _existing(path: Path, key: str) -> _TileSummary | None:
         return None
     if payload.get("key") != key:
         return None
-    return _TileSummary.from_json(payload["summary"])
+    try:
+        return _TileSummary.from_json(payload["summary"])
+    except (KeyError, ValueError, TypeError):  # written by another format: rebuild it
+        return None
 
 
 def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[tuple[_Job, _TileSummary | Exception]]:

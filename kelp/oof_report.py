@@ -1,0 +1,132 @@
+"""The out-of-fold report: global Dice per model at 0.5 and at its best threshold.
+
+Dice is pooled over every pixel of every out-of-fold tile (the competition's metric), per
+fold and over all folds; the best threshold is chosen on the pooled counts of the grid in
+``kelp.thresholds``. Precision, recall and IoU are reported beside Dice.
+"""
+
+import csv
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from kelp._files import atomic_path
+from kelp.thresholds import ThresholdCounts
+
+__all__ = ["REPORT_COLUMNS", "build_report", "report_table", "write_report"]
+
+REPORT_COLUMNS = (
+    "model", "fold", "n_tiles", "rule", "threshold", "dice", "precision", "recall", "iou",
+    "tp", "fp", "fn", "tn",
+)  # fmt: skip
+
+
+def _entry(counts: ThresholdCounts) -> dict[str, Any]:
+    threshold, best = counts.best()
+    return {
+        "n_tiles": counts.n_tiles,
+        "at_0.5": {"threshold": 0.5, **counts.at(0.5).as_dict()},
+        "best": {"threshold": threshold, **best.as_dict()},
+    }
+
+
+def build_report(counts: Mapping[str, Mapping[int, ThresholdCounts]]) -> dict[str, Any]:
+    """Summarise per-fold threshold counts.
+
+    Args:
+        counts: ``{model: {fold: counts}}``; a model without folds is listed as empty.
+
+    Returns:
+        ``{"metric": ..., "models": {model: {"folds": [k...], "overall": entry,
+        "per_fold": {k: entry}}}}`` where an entry holds ``n_tiles``, ``at_0.5`` and
+        ``best`` (threshold + counts and metrics).
+    """
+    models: dict[str, Any] = {}
+    for name, by_fold in counts.items():
+        folds = sorted(by_fold)
+        if not folds:
+            models[name] = {"folds": [], "overall": None, "per_fold": {}}
+            continue
+        total = by_fold[folds[0]]
+        for fold in folds[1:]:
+            total = total + by_fold[fold]
+        models[name] = {
+            "folds": folds,
+            "overall": _entry(total),
+            "per_fold": {str(f): _entry(by_fold[f]) for f in folds},
+        }
+    return {
+        "metric": "global Dice of the kelp class over every pixel of the out-of-fold tiles; "
+        "a pixel is kelp when P(kelp) >= threshold",
+        "models": models,
+    }
+
+
+def _rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for name, model in report["models"].items():
+        entries = [(str(f), e) for f, e in model["per_fold"].items()]
+        if model["overall"] is not None:
+            entries.append(("all", model["overall"]))
+        for fold, entry in entries:
+            for rule in ("at_0.5", "best"):
+                values = entry[rule]
+                rows.append(
+                    {
+                        "model": name,
+                        "fold": fold,
+                        "n_tiles": entry["n_tiles"],
+                        "rule": rule,
+                        **{c: values[c] for c in REPORT_COLUMNS[4:]},
+                    }
+                )
+    return rows
+
+
+def write_report(folder: str | os.PathLike[str], report: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.csv`` (one row per model, fold and rule).
+
+    Returns:
+        The two paths.
+    """
+    folder = Path(folder)
+    json_path, csv_path = folder / "report.json", folder / "report.csv"
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=REPORT_COLUMNS)
+        writer.writeheader()
+        for row in _rows(report):
+            writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
+    return json_path, csv_path
+
+
+def report_table(report: Mapping[str, Any]) -> Table:
+    """The report as a table to print: per model, each fold then all folds."""
+    table = Table(title="out-of-fold global Dice (kelp)", title_justify="left")
+    for column in ("model", "fold", "tiles", "Dice@0.5", "best t", "Dice@best", "precision",
+                   "recall"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, model in report["models"].items():
+        entries = [(str(f), e) for f, e in model["per_fold"].items()]
+        if model["overall"] is not None:
+            entries.append(("all", model["overall"]))
+        for fold, entry in entries:
+            best = entry["best"]
+            table.add_row(
+                name,
+                fold,
+                str(entry["n_tiles"]),
+                f"{entry['at_0.5']['dice']:.4f}",
+                f"{best['threshold']:.2f}",
+                f"{best['dice']:.4f}",
+                f"{best['precision']:.4f}",
+                f"{best['recall']:.4f}",
+                style="bold" if fold == "all" else None,
+                end_section=fold == "all",
+            )
+    return table

@@ -1,0 +1,77 @@
+"""The typed configuration of the stacking stage."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kelp.features.config import SamplingConfig
+
+__all__ = ["META_MODELS", "MetaName", "PostprocessConfig", "StackConfig"]
+
+MetaName = Literal["average", "logistic", "lightgbm"]
+META_MODELS: tuple[MetaName, ...] = ("average", "logistic", "lightgbm")
+Morphology = Literal["none", "open", "close"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PostprocessConfig(_Frozen):
+    """The post-processing grid searched on out-of-fold maps by global Dice.
+
+    Attributes:
+        coarse_step: threshold step of the first pass over (0, 1).
+        fine_step: threshold step of the refinement around the best coarse threshold.
+        land_mask: whether to try removing pixels on land (valid DEM > 0).
+        min_areas: minimum connected-component sizes (pixels, 8-connected) to try; 0 keeps all.
+        morphology: 3x3 opening/closing variants to try before the area filter.
+    """
+
+    coarse_step: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    fine_step: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    land_mask: tuple[bool, ...] = (False, True)
+    min_areas: tuple[Annotated[int, Field(ge=0)], ...] = (0, 2, 4, 8, 16)
+    morphology: tuple[Morphology, ...] = ("none",)
+
+
+class StackConfig(_Frozen):
+    """What the stacker fits and searches.
+
+    Attributes:
+        meta: the meta-model fit on all out-of-fold pixels and used by ``kelp predict``;
+            ``logistic`` by default: a calibrated linear fusion of logits that cannot overfit
+            a few hundred tiles.
+        compare: meta-models cross-validated for the comparison table.
+        models: base models to fuse (folder names under ``RUN/oof``); empty = all found.
+        sampling: out-of-fold pixels the meta-models are fit on (as in the feature table).
+        lightgbm: parameters of the LightGBM meta-model.
+        postprocess: the grid searched on out-of-fold fused maps.
+        seed: seeds the pixel sampling and the meta-models.
+        grid_tiles: tiles drawn in ``grid.png`` (0 = no picture).
+    """
+
+    meta: MetaName = "logistic"
+    compare: tuple[MetaName, ...] = META_MODELS
+    models: tuple[str, ...] = ()
+    sampling: SamplingConfig = SamplingConfig()
+    lightgbm: dict[str, Any] = {
+        "n_estimators": 200,
+        "learning_rate": 0.05,
+        "num_leaves": 15,
+        "min_child_samples": 50,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "verbose": -1,
+    }
+    postprocess: PostprocessConfig = PostprocessConfig()
+    seed: int = 0
+    grid_tiles: Annotated[int, Field(ge=0)] = 8
+
+    @field_validator("compare")
+    @classmethod
+    def _not_empty(cls, compare: tuple[MetaName, ...]) -> tuple[MetaName, ...]:
+        if not compare:
+            raise ValueError("compare needs at least one meta-model")
+        return compare

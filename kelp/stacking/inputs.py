@@ -1,0 +1,128 @@
+"""The stacker's inputs: every base model's out-of-fold maps, checked to be honest.
+
+Each base model writes ``RUN/oof/<model>/`` (:class:`kelp.maps.MapStore`) whose manifest
+records, per tile, the fold whose model predicted it. Before anything is fit we check that
+every model covers every train tile, that each tile was predicted by the model of the fold
+that holds it out in the current ``folds.csv`` (so no pixel comes from a model that trained
+on it), and that all models were trained on the same folds file and the same channel stack.
+"""
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kelp.data.folds import FoldAssignment
+from kelp.maps import MapKind, MapStore, logit
+
+__all__ = ["BaseMaps", "StaleMapsError", "open_base_maps", "train_command"]
+
+
+class StaleMapsError(ValueError):
+    """Out-of-fold maps are missing or do not match the run; says which command to run."""
+
+
+def train_command(model: str) -> str:
+    """The command that (re)writes a base model's out-of-fold maps."""
+    return "kelp train-cnn" if model == "cnn" else f"kelp train-trees --models {model}"
+
+
+@dataclass(frozen=True)
+class BaseMaps:
+    """Out-of-fold maps of the base models, read as logits.
+
+    Attributes:
+        names: model names, the CNN first, then the trees by name.
+        stores: their map folders.
+        kinds: ``"logit"`` or ``"probability"`` per model.
+        fold_of: the fold that held each train tile out.
+    """
+
+    names: tuple[str, ...]
+    stores: tuple[MapStore, ...]
+    kinds: tuple[MapKind, ...]
+    fold_of: dict[str, int]
+
+    def logits(self, tile_id: str) -> np.ndarray:
+        """``(M, H, W) float32``: each model's logit (tree probabilities via ``logit``)."""
+        maps = [
+            store.read(tile_id) if kind == "logit" else logit(store.read(tile_id))
+            for store, kind in zip(self.stores, self.kinds, strict=True)
+        ]
+        return np.stack(maps)
+
+
+def open_base_maps(
+    run: str | os.PathLike[str],
+    assignment: FoldAssignment,
+    folds_path: str | os.PathLike[str],
+    models: tuple[str, ...] = (),
+) -> BaseMaps:
+    """Open and validate the out-of-fold maps under ``RUN/oof``.
+
+    Args:
+        run: the run folder.
+        assignment: the current folds.
+        folds_path: the folds file (its hash must match the models').
+        models: model folder names to use; empty = every folder under ``RUN/oof``.
+
+    Returns:
+        The maps.
+
+    Raises:
+        StaleMapsError: no maps, a model or tile missing, or maps made with other folds or
+            another channel stack; the message names the command to run.
+    """
+    oof = Path(run) / "oof"
+    found = sorted(p.name for p in oof.iterdir() if p.is_dir()) if oof.is_dir() else []
+    names = list(models) or found
+    if not names:
+        raise StaleMapsError(
+            f"no out-of-fold maps in {oof}: run `kelp train-trees` and/or `kelp train-cnn` first"
+        )
+    names.sort(key=lambda n: (n != "cnn", n))
+    sha = hashlib.sha256(Path(folds_path).read_bytes()).hexdigest()
+    stores, kinds, stack_hashes = [], [], {}
+    for name in names:
+        store = MapStore(oof / name)
+        try:
+            manifest = store.manifest()
+        except FileNotFoundError:
+            raise StaleMapsError(
+                f"out-of-fold maps of {name!r} missing or incomplete in {store.root}: "
+                f"run `{train_command(name)}`"
+            ) from None
+        if manifest.get("folds_sha256") != sha:
+            raise StaleMapsError(
+                f"out-of-fold maps of {name!r} were made with another folds file than "
+                f"{folds_path}: rerun `{train_command(name)}`"
+            )
+        wrong, missing = [], []
+        for tile_id, fold in zip(assignment.tile_ids, assignment.folds.tolist(), strict=True):
+            predicted_by = manifest.get("folds", {}).get(tile_id)
+            if predicted_by is None or not store.has(tile_id):
+                missing.append(tile_id)
+            elif predicted_by != fold:
+                wrong.append(tile_id)
+        if missing:
+            raise StaleMapsError(
+                f"{len(missing)} train tile(s) have no out-of-fold map of {name!r} "
+                f"(e.g. {missing[:3]}): run `{train_command(name)}` for all folds"
+            )
+        if wrong:
+            raise StaleMapsError(
+                f"{len(wrong)} map(s) of {name!r} were predicted by another fold's model than "
+                f"the one holding the tile out (e.g. {wrong[:3]}): rerun `{train_command(name)}`"
+            )
+        stores.append(store)
+        kinds.append(manifest["kind"])
+        stack_hashes[name] = manifest.get("stack_hash")
+    if len(set(stack_hashes.values())) > 1:
+        raise StaleMapsError(
+            f"base models were trained on different feature configs {stack_hashes}: rebuild "
+            "features once and retrain them all"
+        )
+    fold_of = dict(zip(assignment.tile_ids, assignment.folds.tolist(), strict=True))
+    return BaseMaps(tuple(names), tuple(stores), tuple(kinds), fold_of)

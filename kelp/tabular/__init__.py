@@ -1,0 +1,42 @@
+"""Per-pixel tree models: registry, devices, per-fold training, dense OOF and test maps.
+
+Typical use::
+
+    from kelp.tabular import TabularConfig, train_trees, predict_tiles
+
+    manifest = train_trees("data/synth", "runs/demo", TabularConfig(models=("lightgbm",)))
+    for tile_id, prob in predict_tiles(catalog.test, "runs/demo", "lightgbm"):
+        ...
+
+Heavy libraries (LightGBM, XGBoost, CatBoost) are imported when a model is first used.
+"""
+
+from kelp.tabular.config import MODEL_NAMES, ModelName, TabularConfig
+from kelp.tabular.data import FeatureMismatchError, FeatureTable, check_feature_names, load_table
+from kelp.tabular.predict import load_fold_models, predict_tiles
+from kelp.tabular.registry import UnknownModelError, create_model, load_model, parse_models
+from kelp.tabular.runs import RunPaths
+from kelp.tabular.split import FoldPlan, NoPositivesError, plan_fold
+from kelp.tabular.train import StaleInputError, train_trees
+
+__all__ = [
+    "MODEL_NAMES",
+    "FeatureMismatchError",
+    "FeatureTable",
+    "FoldPlan",
+    "ModelName",
+    "NoPositivesError",
+    "RunPaths",
+    "StaleInputError",
+    "TabularConfig",
+    "UnknownModelError",
+    "check_feature_names",
+    "create_model",
+    "load_fold_models",
+    "load_model",
+    "load_table",
+    "parse_models",
+    "plan_fold",
+    "predict_tiles",
+    "train_trees",
+]

@@ -1,0 +1,191 @@
+"""The run folder of the tree stage: where things go and which folds are current.
+
+Each trained fold's ``metrics.json`` carries a key of everything that determines its
+models and maps (parameters, training settings, feature table, folds file, versions).
+A fold is current when its key matches and all its out-of-fold maps exist; the OOF map
+manifest lists exactly the current folds' tiles, and maps of any other fold are deleted,
+so a map folder never mixes runs.
+"""
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kelp import __version__
+from kelp.data.folds import FoldAssignment
+from kelp.devices import ResolvedDevice
+from kelp.maps import MapStore
+from kelp.tabular.config import ModelName, TabularConfig
+from kelp.tabular.registry import model_class
+from kelp.thresholds import ThresholdCounts
+
+__all__ = [
+    "METRICS_JSON",
+    "RunPaths",
+    "fold_counts",
+    "is_current",
+    "model_key",
+    "read_metrics",
+    "short_hash",
+    "write_oof_manifest",
+]
+
+METRICS_JSON = "metrics.json"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where ``train-trees`` reads and writes.
+
+    Attributes:
+        data: the dataset folder.
+        run: the run folder.
+        folds: the folds CSV (default ``RUN/folds.csv``).
+        features: the feature build (default ``RUN/features``).
+    """
+
+    data: Path
+    run: Path
+    folds: Path
+    features: Path
+
+    @classmethod
+    def of(
+        cls,
+        data: str | os.PathLike[str],
+        run: str | os.PathLike[str],
+        folds: str | os.PathLike[str] | None = None,
+        features: str | os.PathLike[str] | None = None,
+    ) -> "RunPaths":
+        """Paths with the run folder's defaults filled in."""
+        run = Path(run)
+        return cls(
+            Path(data),
+            run,
+            Path(folds) if folds is not None else run / "folds.csv",
+            Path(features) if features is not None else run / "features",
+        )
+
+    def model_dir(self, model: str, fold: int) -> Path:
+        """``RUN/tabular/<model>/fold=<k>``."""
+        return self.run / "tabular" / model / f"fold={fold}"
+
+    def oof(self, model: str) -> MapStore:
+        """The OOF map store ``RUN/oof/<model>``."""
+        return MapStore(self.run / "oof" / model)
+
+
+def short_hash(payload: Mapping[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of ``payload`` as sorted JSON."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_key(
+    name: ModelName, device: ResolvedDevice, config: TabularConfig, inputs: Mapping[str, Any]
+) -> str:
+    """The key of everything that determines a model's folds (threads excluded)."""
+    cls = model_class(name)
+    return short_hash(
+        {
+            "model": name,
+            "library": metadata.version(cls.library),
+            "kelp": __version__,
+            "defaults": cls.defaults,
+            "overrides": config.params.get(name, {}),
+            "device": device,
+            "training": config.model_dump(
+                include={
+                    "max_rounds",
+                    "early_stopping_rounds",
+                    "stop_fraction",
+                    "sample_weight",
+                    "seed",
+                }
+            ),
+            "inputs": {k: v for k, v in inputs.items() if k != "feature_config"},
+        }
+    )
+
+
+def read_metrics(folder: Path) -> dict[str, Any] | None:
+    """A fold's ``metrics.json``, or ``None`` when the fold has not finished."""
+    path = folder / METRICS_JSON
+    if not path.is_file():
+        return None
+    metrics: dict[str, Any] = json.loads(path.read_text())
+    return metrics
+
+
+def is_current(
+    paths: RunPaths,
+    name: ModelName,
+    fold: int,
+    key: str,
+    assignment: FoldAssignment,
+    predictable: set[str],
+) -> bool:
+    """Whether fold ``fold`` of ``name`` was trained with ``key`` and all its maps exist."""
+    metrics = read_metrics(paths.model_dir(name, fold))
+    if metrics is None or metrics["key"] != key:
+        return False
+    store = paths.oof(name)
+    held = [t for t in assignment.tiles_in(fold) if t in predictable]
+    return all(store.has(t) for t in held)
+
+
+def write_oof_manifest(
+    paths: RunPaths,
+    name: ModelName,
+    key: str,
+    assignment: FoldAssignment,
+    inputs: Mapping[str, Any],
+    predictable: set[str],
+) -> dict[str, Any]:
+    """Rebuild ``RUN/oof/<model>/manifest.json`` from the current folds' metrics."""
+    fold_of: dict[str, int] = {}
+    current: list[int] = []
+    for fold in range(assignment.k):
+        metrics = read_metrics(paths.model_dir(name, fold))
+        if metrics is not None and metrics["key"] == key:
+            current.append(fold)
+            fold_of.update(dict.fromkeys(metrics["held_out_predicted"], fold))
+    store = paths.oof(name)
+    for tile_id in store.tile_ids():
+        if tile_id not in fold_of:
+            store.path(tile_id).unlink()  # from a stale run: never to be trusted
+    expected = sorted(t for t in assignment.tile_ids if t in predictable)
+    missing = [t for t in expected if t not in fold_of]
+    manifest = {
+        "kind": "probability",
+        "model": name,
+        "key": key,
+        "folds": dict(sorted(fold_of.items())),
+        "folds_done": current,
+        "k": assignment.k,
+        "complete": not missing,
+        "missing": missing,
+        "skipped": sorted(set(assignment.tile_ids) - predictable),
+        "stack_hash": inputs["stack_hash"],
+        "table_hash": inputs["table_hash"],
+        "folds_sha256": inputs["folds_sha256"],
+        "feature_names": inputs["feature_names"],
+        "kelp_version": __version__,
+    }
+    store.write_manifest(manifest)
+    return manifest
+
+
+def fold_counts(paths: RunPaths, name: ModelName, key: str, k: int) -> dict[int, ThresholdCounts]:
+    """The threshold counts of every current fold of model ``name``."""
+    found = {}
+    for fold in range(k):
+        metrics = read_metrics(paths.model_dir(name, fold))
+        if metrics is not None and metrics["key"] == key:
+            found[fold] = ThresholdCounts.from_dict(metrics["threshold_counts"])
+    return found

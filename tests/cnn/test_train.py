@@ -1,0 +1,207 @@
+"""`train_cnn`: folds, out-of-fold coverage, reruns, resuming, and bad input."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kelp.cnn import history
+from kelp.cnn.channels import UnknownChannelError
+from kelp.cnn.device import DeviceError
+from kelp.cnn.inputs import StaleInputError
+from kelp.cnn.train import train_cnn
+from kelp.data.io import read_mask, write_mask
+from kelp.features.build import build_features
+from kelp.maps import MapStore
+from tests.cnn.conftest import CHANNELS, FEATURES, TINY
+
+pytestmark = pytest.mark.usefixtures("conv1x1")
+FAST = TINY.model_copy(update={"epochs": 3, "lr": 0.05})
+
+
+def _fold_of(run: Path) -> dict[str, int]:
+    return dict(pl.read_csv(run / "folds.csv").select("tile_id", "fold").iter_rows())
+
+
+def test_oof_maps_cover_each_train_tile_once(run_dir: tuple[Path, Path]) -> None:
+    data, run = run_dir
+    fold_of = _fold_of(run)
+    first = train_cnn(data, run, FAST, folds=[0])
+    store = MapStore(run / "oof" / "cnn")
+    assert store.tile_ids() == sorted(t for t, f in fold_of.items() if f == 0)
+    assert first["oof"]["tiles"] == len(store.tile_ids())
+
+    manifest = train_cnn(data, run, FAST, folds=[1])
+    assert store.tile_ids() == sorted(fold_of)  # every train tile, test tiles never
+    oof = store.manifest()
+    assert oof["folds"] == fold_of  # each tile once, by the fold that held it out
+    assert oof["kind"] == "logit"
+    assert oof["model"] == "cnn"
+    assert oof["channels"] == list(CHANNELS)
+    features = json.loads((run / "features" / "manifest.json").read_text())
+    assert oof["stack_hash"] == features["stack_hash"]
+    assert oof["folds_sha256"] == features["folds_sha256"]
+    assert set(oof["metrics"]) >= {"dice", "iou", "precision", "recall", "mean_tile_dice"}
+    for tile_id in fold_of:
+        logits = store.read(tile_id)
+        assert logits.shape == read_mask(data / "train_kelp" / f"{tile_id}_kelp.tif").shape
+        assert np.isfinite(logits).all()
+
+    assert set(manifest["folds"]) == {"0", "1"}
+    assert manifest["oof"]["metrics"]["n_tiles"] == len(fold_of)
+    for k in (0, 1):
+        fold_dir = run / "cnn" / f"fold={k}"
+        log = pl.read_csv(fold_dir / "log.csv")
+        assert log.columns == list(history.COLUMNS)
+        assert log["epoch"].to_list() == [1, 2, 3]
+        assert (fold_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        for name in ("best", "last"):
+            assert (fold_dir / name / "config.json").is_file()
+            assert (fold_dir / name / "model.safetensors").is_file()
+        assert (fold_dir / "last" / "state.pt").is_file()
+    assert (run / "cnn" / "manifest.json").is_file()
+
+
+def test_rerun_does_nothing_and_a_new_config_retrains(
+    run_dir: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, run = run_dir
+    train_cnn(data, run, FAST)
+    oof = run / "oof" / "cnn"
+    stamps = {p.name: p.stat().st_mtime_ns for p in oof.glob("*.npy")}
+    capsys.readouterr()
+    train_cnn(data, run, FAST)
+    assert capsys.readouterr().err.count("already trained with this config") == 2
+    assert {p.name: p.stat().st_mtime_ns for p in oof.glob("*.npy")} == stamps
+
+    changed = FAST.model_copy(update={"lr": 0.02})
+    train_cnn(data, run, changed, folds=[0])
+    err = capsys.readouterr().err
+    assert "removing" in err and "another config" in err  # stale OOF maps are dropped
+    assert MapStore(oof).manifest()["folds"] == {t: 0 for t, f in _fold_of(run).items() if f == 0}
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(
+    run_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, run = run_dir
+    other = run.parent / "other"
+    shutil.copytree(run, other)
+    train_cnn(data, other, FAST, folds=[0])
+
+    calls = []
+    real_plot = history.plot_curves
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_plot(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("kelp.cnn.train.plot_curves", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_cnn(data, run, FAST, folds=[0])
+    assert not (run / "cnn" / "fold=0" / "fold.json").exists()
+    monkeypatch.setattr("kelp.cnn.train.plot_curves", real_plot)
+    train_cnn(data, run, FAST, folds=[0])
+    log = pl.read_csv(run / "cnn" / "fold=0" / "log.csv")
+    assert log["epoch"].to_list() == [1, 2, 3]
+    for name in ("best", "last"):
+        a = load_file(run / "cnn" / "fold=0" / name / "model.safetensors")
+        b = load_file(other / "cnn" / "fold=0" / name / "model.safetensors")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    reference = pl.read_csv(other / "cnn" / "fold=0" / "log.csv")
+    assert log.drop("seconds").equals(reference.drop("seconds"))
+
+
+def test_fold_without_kelp_trains_and_selects_by_loss(
+    run_dir: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, run = run_dir
+    emptied = {}
+    for tile_id, fold in _fold_of(run).items():
+        if fold == 1:
+            path = data / "train_kelp" / f"{tile_id}_kelp.tif"
+            write_mask(path, np.zeros((48, 48), np.uint8))
+            emptied[path.name] = path
+    metadata = pl.read_csv(data / "metadata.csv").with_columns(
+        pl.col("filename")
+        .map_elements(lambda n: emptied[n].stat().st_size if n in emptied else None, pl.Int64)
+        .fill_null(pl.col("filesize_bytes"))
+        .alias("filesize_bytes")
+    )
+    metadata.write_csv(data / "metadata.csv")
+    shutil.rmtree(run / "features")
+    build_features(data, run / "folds.csv", run / "features", FEATURES)
+    manifest = train_cnn(data, run, FAST)
+    err = capsys.readouterr().err
+    assert "fold 1: no validation tile has kelp" in err
+    fold = manifest["folds"]["1"]
+    assert fold["selected_by"] == "validation loss"
+    assert fold["val_has_kelp"] is False
+    assert manifest["folds"]["0"]["selected_by"] == "validation global Dice"
+    assert manifest["oof"]["tiles"] == len(_fold_of(run))
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        ("no_features", FileNotFoundError, r"run `kelp build-features` first"),
+        ("no_folds", ValueError, r"folds file not found; write one with `kelp data folds`"),
+        ("other_folds", StaleInputError, r"another folds file.*rerun `kelp build-features"),
+        ("unknown_channel", UnknownChannelError, r"\['NDVII'\] are not in .*valid channels"),
+        ("bad_fold", ValueError, r"fold\(s\) \[5\] do not exist: .*folds 0..1"),
+        ("imagenet", OSError, r"imagenet weights for encoder 'resnet18' are not in the"),
+        ("encoder", ValueError, r"Unknown encoder 'resnet19'"),
+        pytest.param(
+            "cuda",
+            DeviceError,
+            r"no CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has a GPU"),
+        ),
+    ],
+)
+@pytest.mark.usefixtures("offline_hub")
+def test_bad_input(
+    run_dir: tuple[Path, Path], change: str, error: type[Exception], match: str
+) -> None:
+    data, run = run_dir
+    config, folds = FAST, None
+    if change == "no_features":
+        shutil.rmtree(run / "features")
+    elif change == "no_folds":
+        (run / "folds.csv").unlink()
+    elif change == "other_folds":
+        text = (run / "folds.csv").read_text()
+        (run / "folds.csv").write_text(text + "\n")
+    elif change == "unknown_channel":
+        config = FAST.model_copy(update={"channels": ("nir", "NDVII")})
+    elif change == "bad_fold":
+        folds = [5]
+    elif change == "imagenet":
+        config = FAST.model_copy(update={"encoder_weights": "imagenet"})
+    elif change == "encoder":
+        config = FAST.model_copy(update={"encoder": "resnet19"})
+    elif change == "cuda":
+        config = FAST.model_copy(update={"device": "cuda"})
+    with pytest.raises(error, match=match):
+        train_cnn(data, run, config, folds=folds)
+    assert not (run / "oof").exists()
+    assert not (run / "cnn").exists()
+
+
+@pytest.mark.slow
+def test_loader_workers_do_not_change_the_result(run_dir: tuple[Path, Path]) -> None:
+    data, run = run_dir
+    other = run.parent / "other"
+    shutil.copytree(run, other)
+    train_cnn(data, run, FAST, folds=[0])
+    train_cnn(data, other, FAST.model_copy(update={"num_workers": 2}), folds=[0])
+    a = pl.read_csv(run / "cnn" / "fold=0" / "log.csv").drop("seconds")
+    b = pl.read_csv(other / "cnn" / "fold=0" / "log.csv").drop("seconds")
+    assert a.equals(b)  # augmentation and order depend on (seed, epoch, tile) only

@@ -1,0 +1,143 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kelp.data.catalog import open_catalog
+from kelp.data.folds import read_folds
+from kelp.maps import MapStore
+from kelp.stacking import stack as stack_module
+from kelp.stacking.config import PostprocessConfig, StackConfig
+from kelp.stacking.inputs import StaleMapsError, open_base_maps
+from kelp.stacking.postprocess import SWEEP_COLUMNS
+
+FAST = StackConfig(
+    postprocess=PostprocessConfig(coarse_step=0.1, fine_step=0.05, min_areas=(0, 4)),
+    lightgbm={"n_estimators": 30, "num_leaves": 7, "verbose": -1},
+)
+
+
+def test_stack_beats_its_best_input_and_writes_everything(oof_run: tuple[Path, Path]) -> None:
+    data, run = oof_run
+    manifest = stack_module.stack(data, run, FAST)
+    comparison = manifest["comparison"]
+    best_base = max(comparison[m]["dice_at_best"] for m in ("cnn", "xgboost"))
+    for meta in ("logistic", "average", "lightgbm"):
+        assert comparison[f"stack-{meta}"]["dice_at_best"] > best_base + 0.1
+    assert set(comparison) == {
+        "cnn", "xgboost", "mean-logit", "stack-average", "stack-logistic", "stack-lightgbm",
+    }  # fmt: skip
+    assert set(comparison["cnn"]["per_fold_dice_at_0.5"]) == {"0", "1", "2"}
+    out = run / "stacking"
+    for name in ("comparison.json", "comparison.csv", "sweep.csv", "decision.json",
+                 "meta.joblib", "meta.json", "manifest.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert MapStore(out / "oof").tile_ids() == sorted(_folds(data, run).tile_ids)
+    header = (out / "sweep.csv").read_text().splitlines()[0].split(",")
+    assert header == list(SWEEP_COLUMNS)
+    dice = [float(line.split(",")[4]) for line in (out / "sweep.csv").read_text().splitlines()[1:]]
+    assert dice == sorted(dice, reverse=True)
+    decision = json.loads((out / "decision.json").read_text())
+    assert decision["metric"] == "global_dice"
+    assert decision["dice"] == pytest.approx(dice[0], abs=1e-6)
+    assert manifest["meta"]["models"] == ["cnn", "xgboost"]  # the CNN first
+
+
+def test_rerun_is_a_no_op_and_force_redoes(
+    oof_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, run = oof_run
+    cfg = FAST.model_copy(update={"compare": ("logistic",)})
+    first = stack_module.stack(data, run, cfg)
+    calls = []
+    real = stack_module._fit
+    monkeypatch.setattr(stack_module, "_fit", lambda *a: calls.append(a) or real(*a))
+    assert stack_module.stack(data, run, cfg) == first
+    assert calls == []
+    stack_module.stack(data, run, cfg, force=True)
+    assert len(calls) == 3 + 1  # one per fold, then the final fit
+
+
+def test_meta_model_of_fold_k_never_fits_fold_k(
+    oof_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, run = oof_run
+    seen: list[set[int]] = []
+    real = stack_module._fit
+
+    def spy(name, rows, config):  # type: ignore[no-untyped-def]
+        seen.append({r.fold for r in rows})
+        return real(name, rows, config)
+
+    monkeypatch.setattr(stack_module, "_fit", spy)
+    stack_module.stack(data, run, FAST.model_copy(update={"compare": ("logistic",)}))
+    assert seen[:3] == [{1, 2}, {0, 2}, {0, 1}]  # fold k scored by a model fit without it
+    assert seen[3] == {0, 1, 2}  # the final model uses every out-of-fold pixel
+
+
+def _folds(data: Path, run: Path):  # type: ignore[no-untyped-def]
+    return read_folds(run / "folds.csv", open_catalog(data))
+
+
+def _edit_manifest(store: Path, **changes: object) -> None:
+    path = store / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def test_base_maps_validation(oof_run: tuple[Path, Path], tmp_path: Path) -> None:
+    data, run = oof_run
+    folds = _folds(data, run)
+    base = open_base_maps(run, folds, run / "folds.csv")
+    assert base.names == ("cnn", "xgboost")
+    assert base.logits(folds.tile_ids[0]).shape == (2, 48, 48)
+
+    with pytest.raises(StaleMapsError, match="run `kelp train-trees` and/or `kelp train-cnn`"):
+        open_base_maps(tmp_path, folds, run / "folds.csv")
+    with pytest.raises(StaleMapsError, match="lightgbm.*kelp train-trees --models lightgbm"):
+        open_base_maps(run, folds, run / "folds.csv", ("lightgbm",))
+
+    store = run / "oof" / "xgboost"
+    (store / f"{folds.tile_ids[3]}.npy").unlink()
+    with pytest.raises(StaleMapsError, match=r"1 train tile\(s\) have no out-of-fold map"):
+        open_base_maps(run, folds, run / "folds.csv")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"folds_sha256": "0" * 64}, "another folds file.*kelp train-cnn"),
+        ({"stack_hash": "other"}, "different feature configs"),
+    ],
+)
+def test_base_models_from_other_folds_or_features(
+    oof_run: tuple[Path, Path], change: dict[str, str], match: str
+) -> None:
+    data, run = oof_run
+    _edit_manifest(run / "oof" / "cnn", **change)
+    with pytest.raises(StaleMapsError, match=match):
+        open_base_maps(run, _folds(data, run), run / "folds.csv")
+
+
+def test_a_tile_predicted_by_a_model_that_trained_on_it(oof_run: tuple[Path, Path]) -> None:
+    data, run = oof_run
+    folds = _folds(data, run)
+    manifest = json.loads((run / "oof" / "cnn" / "manifest.json").read_text())
+    tile = folds.tile_ids[0]
+    manifest["folds"][tile] = (manifest["folds"][tile] + 1) % 3
+    (run / "oof" / "cnn" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StaleMapsError, match="predicted by another fold's model"):
+        open_base_maps(run, folds, run / "folds.csv")
+
+
+def test_no_kelp_to_fit(oof_run: tuple[Path, Path]) -> None:
+    data, run = oof_run
+    from kelp.data.io import write_mask
+
+    for record in open_catalog(data).train:
+        assert record.mask is not None
+        write_mask(record.mask, np.zeros((48, 48), np.uint8))
+    with pytest.raises(ValueError, match="no kelp pixel"):
+        stack_module.stack(data, run, FAST)

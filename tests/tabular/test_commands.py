@@ -1,0 +1,70 @@
+"""The `train-trees` command through a local typer app (registered in kelp.cli by the CLI)."""
+
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from kelp.tabular.commands import parse_folds, train_trees_command
+from tests.tabular.conftest import Run
+
+app = typer.Typer()
+app.command("train-trees")(train_trees_command)
+app.command("noop")(lambda: None)  # a second command keeps `train-trees` a subcommand
+
+
+def _config(tmp_path: Path) -> Path:
+    path = tmp_path / "kelp.toml"
+    path.write_text(
+        "[tabular]\nmax_rounds = 5\nn_jobs = 2\n"
+        "[tabular.params.lightgbm]\nnum_leaves = 7\nmin_data_in_leaf = 5\n"
+    )
+    return path
+
+
+def test_train_trees_command(trained: Run, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        "train-trees", str(trained.data), "--run", str(run), "--models", "lightgbm",
+        "--folds", "0,2", "--device", "cpu", "--config", str(_config(tmp_path)),
+        "--folds-file", str(trained.run / "folds.csv"),
+        "--features", str(trained.run / "features"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "out-of-fold global Dice" in result.output
+    assert "lightgbm: training on CPU (requested)" in result.output
+    assert (run / "tabular" / "lightgbm" / "fold=2" / "model.txt").is_file()
+    assert not (run / "tabular" / "lightgbm" / "fold=1").exists()
+    assert not (run / "tabular" / "xgboost").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--models", "lightgbm,svm"], "unknown model 'svm'; valid models: lightgbm, xgboost"),
+        (["--folds", "0,7"], r"fold\(s\) \[7\] do not exist"),
+        (["--folds", "first"], "--folds must be 'all' or comma-separated"),
+    ],
+)
+def test_bad_options_exit_1_with_a_message(
+    trained: Run, tmp_path: Path, extra: list[str], match: str
+) -> None:
+    args = ["train-trees", str(trained.data), "--run", str(trained.run), *extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "error:" in result.output
+    assert re.search(match, " ".join(result.output.split()))
+
+
+def test_missing_features_say_which_command_to_run(trained: Run, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train-trees", str(trained.data), "--run", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "kelp build-features" in result.output
+
+
+def test_parse_folds() -> None:
+    assert parse_folds("all") is None
+    assert parse_folds("2, 0") == [2, 0]
