@@ -3,7 +3,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO := runs/demo
 
 .PHONY: demo test lint install clean
 
@@ -16,10 +15,7 @@ $(BIN)/kelp: pyproject.toml
 install: $(BIN)/kelp
 
 demo: install
-	@test -f $(DEMO)/data/metadata.csv || $(BIN)/kelp data synth --out $(DEMO)/data --tiles 200 --seed 0
-	$(BIN)/kelp data check $(DEMO)/data --out $(DEMO)/tile_stats.csv
-	$(BIN)/kelp data folds $(DEMO)/data --out $(DEMO)/folds.csv
-	$(BIN)/kelp build-features $(DEMO)/data --folds $(DEMO)/folds.csv --out $(DEMO)/features --workers 2
+	$(BIN)/kelp demo
 
 lint: install
 	$(BIN)/ruff check kelp tests benchmarks

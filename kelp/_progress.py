@@ -23,6 +23,8 @@ __all__ = ["console", "say", "set_quiet", "track"]
 T = TypeVar("T")
 
 console = Console(stderr=True)
+if not console.is_terminal:  # logs and pipes: tables should not be cut at 80 columns
+    console.width = 120
 _quiet = False
 
 

@@ -258,6 +258,7 @@ def stack_command(
     with _errors():
         cfg = load_config(config, StackConfig, "stacking") if config else StackConfig()
         stack(data, run, cfg, force=force)
+    _print_results(run, {})
 
 
 @app.command("evaluate")
@@ -309,3 +310,124 @@ def predict_command(
 
 
 _register_stage_commands()
+
+
+@app.command("run")
+def run_command(
+    config: Annotated[Path, typer.Argument(help="Experiment config (TOML).")],
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only", help="Run just this stage: folds, features, trees, cnn, stack, predict."
+        ),
+    ] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Run from this stage on.")] = None,
+    force: Annotated[bool, typer.Option(help="Redo the selected stages from scratch.")] = False,
+    mlflow: Annotated[bool, typer.Option(help="Log the run to MLflow.")] = False,
+) -> None:
+    """Run the whole pipeline in runs/<name>/, skipping what is up to date."""
+    from kelp.pipeline.config import load_run_config
+    from kelp.pipeline.run import run_pipeline
+
+    with _errors():
+        cfg = load_run_config(config)
+        if mlflow:
+            tracking = cfg.tracking.model_copy(update={"mlflow": True})
+            cfg = cfg.model_copy(update={"tracking": tracking})
+        with _interrupt():
+            record = run_pipeline(cfg, config.read_text(), only, start, force)  # type: ignore[arg-type]
+    _print_results(Path(record["run_dir"]), record)
+
+
+@contextlib.contextmanager
+def _interrupt() -> Iterator[None]:
+    """Ctrl-C: one line saying how to resume, exit status 130, no traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted:[/yellow] finished work is kept; run the same command again "
+            "to resume"
+        )
+        raise typer.Exit(130) from None
+
+
+def _print_results(run: Path, record: dict[str, object]) -> None:
+    import json
+
+    from kelp.stacking.stack import comparison_table
+
+    report = run / "stacking" / "comparison.json"
+    if report.is_file():
+        console.print(comparison_table(json.loads(report.read_text())))
+    if record:
+        say(f"run folder: {run}  (wall time {record.get('seconds')} s)")
+        say(f"report: {record.get('report')}")
+
+
+@app.command("demo")
+def demo_command(
+    runs_dir: Annotated[Path, typer.Option(help="Where the demo run goes.")] = Path("runs"),
+    force: Annotated[bool, typer.Option(help="Redo every stage from scratch.")] = False,
+) -> None:
+    """Synthesise a small dataset and run the whole pipeline on it (CPU, a few minutes)."""
+    from importlib.resources import files
+
+    from kelp.config import validate_config
+    from kelp.pipeline.config import RunConfig
+    from kelp.pipeline.run import run_pipeline
+
+    text = files("kelp.pipeline").joinpath("presets/demo.toml").read_text()
+    with _errors():
+        import tomllib
+
+        values = tomllib.loads(text) | {"runs_dir": str(runs_dir)}
+        cfg = validate_config(RunConfig, values, where="demo preset")
+        with _interrupt():
+            record = run_pipeline(cfg, text, force=force)
+    _print_results(Path(record["run_dir"]), record)
+
+
+@app.command("runs")
+def runs_command(
+    runs_dir: Annotated[Path, typer.Argument(help="Folder of runs.")] = Path("runs"),
+) -> None:
+    """List runs with their status, wall time and key metrics."""
+    from kelp.pipeline.runs import list_runs, runs_table
+
+    with _errors():
+        runs = list_runs(runs_dir)
+    console.print(runs_table(runs))
+
+
+@app.command("compare")
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(help="First run folder.")],
+    run_b: Annotated[Path, typer.Argument(help="Second run folder.")],
+) -> None:
+    """Show the config and metric differences between two runs."""
+    from rich.table import Table
+
+    from kelp.pipeline.runs import compare_runs
+
+    with _errors():
+        diff = compare_runs(run_a, run_b)
+    config = Table(title="config differences", title_justify="left")
+    for column in ("key", run_a.name, run_b.name):
+        config.add_column(column)
+    for key, a, b in diff["config"]:
+        config.add_row(key, str(a), str(b))
+    metrics = Table(title="metrics", title_justify="left")
+    for column in ("metric", run_a.name, run_b.name, "B - A"):
+        metrics.add_column(column, justify="left" if column == "metric" else "right")
+
+    def fmt(v: float | None) -> str:
+        return "" if v is None else f"{v:.4f}"
+
+    for name, a, b, delta in diff["metrics"]:
+        metrics.add_row(name, fmt(a), fmt(b), "" if delta is None else f"{delta:+.4f}")
+    if not diff["config"]:
+        say("configs are identical")
+    else:
+        console.print(config)
+    console.print(metrics)

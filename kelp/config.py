@@ -10,6 +10,7 @@ A file may hold a stage's keys at the top level or under the stage's table, e.g.
 
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,9 +50,12 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     for part in loc:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # ``X | None`` and other unions: the model among the alternatives
+        candidates = typing.get_args(annotation) or (annotation,)
+        models = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not models:
             return None
-        model = annotation
+        model = models[0]
     return model
 
 

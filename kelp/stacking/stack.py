@@ -35,7 +35,7 @@ from rich.table import Table
 
 from kelp import __version__
 from kelp._files import atomic_path
-from kelp._progress import console, say, track
+from kelp._progress import say, track
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import read_folds
 from kelp.data.tile import load_tile
@@ -236,7 +236,6 @@ def stack(
     }
     with atomic_path(manifest_path) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
-    console.print(comparison_table(comparison))
     say(
         f"decision (on out-of-fold fused maps): threshold {decision.threshold:.2f}, land mask "
         f"{'on' if decision.land_mask else 'off'}, min area {decision.min_area}, "
@@ -273,8 +272,9 @@ def comparison_table(report: dict[str, Any]) -> Table:
     folds = sorted({f for m in models.values() for f in m["per_fold"]}, key=int)
     table = Table(title="out-of-fold global Dice, same tiles for every row", title_justify="left")
     table.add_column("model", no_wrap=True)
-    for column in ("Dice@0.5", "best t", "Dice@best", "prec", "recall", *(f"f{f}" for f in folds)):
-        table.add_column(column, justify="right")
+    for column in ("@0.5", "best t", "@best", "prec", "recall"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column(f"@0.5 on folds {'/'.join(folds)}", no_wrap=True)
     for name, model in models.items():
         overall = model["overall"]
         best = overall["best"]
@@ -285,7 +285,7 @@ def comparison_table(report: dict[str, Any]) -> Table:
             f"{best['dice']:.4f}",
             f"{best['precision']:.3f}",
             f"{best['recall']:.3f}",
-            *(f"{model['per_fold'][f]['at_0.5']['dice']:.3f}" for f in folds),
+            " ".join(f"{model['per_fold'][f]['at_0.5']['dice']:.3f}" for f in folds),
         )
     return table
 

@@ -1,0 +1,1 @@
+"""One command for the whole pipeline: run folders, stage skipping, report, tracking."""

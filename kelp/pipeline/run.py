@@ -1,0 +1,356 @@
+"""`kelp run`: every stage in one run folder, skipping what is up to date.
+
+Stages, in order: ``folds`` (check the data, group areas, split) -> ``features`` (the
+Parquet table) -> ``trees`` -> ``cnn`` -> ``stack`` -> ``predict``. Each stage has a key: the
+hash of its part of the config, the dataset's file listing and the keys of the stages before
+it. ``run.json`` records per stage its key, status, wall time, peak memory (this process and
+its workers) and device; a stage whose key matches a finished record is skipped. A stage
+that fails or is interrupted (Ctrl-C) is recorded as such and the next ``kelp run`` starts
+there again, where each stage's own resume logic picks up finished tiles, folds and epochs.
+Earlier stages' outputs stay valid throughout: every file is written atomically.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from kelp import __version__
+from kelp._files import atomic_path
+from kelp._progress import say
+from kelp.pipeline.config import STAGES, RunConfig, Stage
+
+__all__ = ["RUN_JSON", "dataset_hash", "git_state", "run_pipeline", "select_stages"]
+
+RUN_JSON = "run.json"
+_PACKAGES = (
+    "numpy", "scipy", "rasterio", "scikit-learn", "polars", "pyarrow", "lightgbm", "xgboost",
+    "catboost", "torch", "segmentation-models-pytorch", "timm", "pydantic", "mlflow-skinny",
+)  # fmt: skip
+_OUTPUTS: dict[Stage, tuple[str, ...]] = {
+    "folds": ("folds.csv", "tile_stats.csv"),
+    "features": ("features",),
+    "trees": ("tabular", "oof/lightgbm", "oof/xgboost", "oof/catboost", "oof/random_forest"),
+    "cnn": ("cnn", "oof/cnn"),
+    "stack": ("stacking",),
+    "predict": ("predictions",),
+}
+
+
+def select_stages(only: Stage | None = None, start: Stage | None = None) -> list[Stage]:
+    """The stages to consider: one (``only``), from one on (``start``), or all.
+
+    Raises:
+        ValueError: an unknown stage, or both options.
+    """
+    for given in (only, start):
+        if given is not None and given not in STAGES:
+            raise ValueError(f"unknown stage {given!r}; stages are {', '.join(STAGES)}")
+    if only is not None and start is not None:
+        raise ValueError("give --only or --from, not both")
+    if only is not None:
+        return [only]
+    return list(STAGES[STAGES.index(start) :]) if start is not None else list(STAGES)
+
+
+def dataset_hash(root: str | os.PathLike[str]) -> str:
+    """Hash of a dataset's file listing: relative paths, sizes and modification times."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def git_state() -> dict[str, Any]:
+    """The commit of the code that runs and whether its tree has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty)}
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"kelp": __version__, "python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+@contextmanager
+def _peak_memory() -> Iterator[dict[str, float]]:
+    """Sample the RSS of this process plus its children; yields ``{"peak_mb": ...}``."""
+    result = {"peak_mb": 0.0}
+    stop = threading.Event()
+    me = psutil.Process()
+
+    def sample() -> None:
+        while True:
+            try:
+                rss = me.memory_info().rss + sum(
+                    c.memory_info().rss for c in me.children(recursive=True)
+                )
+            except psutil.Error:
+                rss = 0
+            result["peak_mb"] = max(result["peak_mb"], rss / 2**20)
+            if stop.wait(0.2):
+                return
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class _Context:
+    config: RunConfig
+    run: Path
+    data: Path
+    force: bool
+
+
+def _stage_folds(ctx: _Context) -> dict[str, Any]:
+    from kelp.data.catalog import open_catalog
+    from kelp.data.check import check_dataset, write_stats
+    from kelp.data.folds import area_recovery, make_folds, read_folds, write_folds
+
+    report = check_dataset(ctx.data, ctx.config.data.band_order)
+    if report.stats:
+        write_stats(report.stats, ctx.run / "tile_stats.csv")
+    for problem in report.problems:
+        say(f"[yellow]problem:[/yellow] {problem}")
+    f = ctx.config.folds
+    if f.file is not None:
+        assignment = read_folds(f.file, open_catalog(ctx.data))
+    else:
+        assignment = make_folds(
+            ctx.data, f.k, f.seed, f.threshold, f.max_group_size, ctx.config.data.band_order
+        )
+    write_folds(assignment, ctx.run / "folds.csv")
+    ari = area_recovery(ctx.data, assignment)
+    return {
+        "n_train": len(assignment.tile_ids),
+        "n_areas": len(set(assignment.aoi_ids)),
+        "k": assignment.k,
+        "problems": [str(p) for p in report.problems],
+        "area_ari": ari,
+    }
+
+
+def _stage_features(ctx: _Context) -> dict[str, Any]:
+    from kelp.features.build import build_features
+
+    return build_features(
+        ctx.data, ctx.run / "folds.csv", ctx.run / "features", ctx.config.features,
+        seed=ctx.config.folds.seed, workers=ctx.config.workers,
+        band_order=ctx.config.data.band_order,
+    )  # fmt: skip
+
+
+def _stage_trees(ctx: _Context) -> dict[str, Any]:
+    from kelp.tabular.train import train_trees
+
+    return train_trees(ctx.data, ctx.run, ctx.config.tabular, band_order=ctx.config.data.band_order)
+
+
+def _stage_cnn(ctx: _Context) -> dict[str, Any]:
+    from kelp.cnn.train import train_cnn
+
+    return train_cnn(ctx.data, ctx.run, ctx.config.cnn)
+
+
+def _stage_stack(ctx: _Context) -> dict[str, Any]:
+    from kelp.stacking.stack import stack
+
+    return stack(ctx.data, ctx.run, ctx.config.stacking, force=ctx.force)
+
+
+def _stage_predict(ctx: _Context) -> dict[str, Any]:
+    from kelp.data.catalog import scan_catalog
+    from kelp.stacking.predict import predict
+
+    p = ctx.config.predict
+    data = p.data if p.data is not None else ctx.data
+    if not p.enabled or not scan_catalog(data)[0].test:
+        say(f"predict: {'disabled' if not p.enabled else f'no test tiles in {data}'}; skipped")
+        return {"skipped": True}
+    return predict(data, ctx.run, on_error=p.on_error, tta=p.tta, device=p.device)
+
+
+_RUNNERS: dict[Stage, Callable[[_Context], dict[str, Any]]] = {
+    "folds": _stage_folds,
+    "features": _stage_features,
+    "trees": _stage_trees,
+    "cnn": _stage_cnn,
+    "stack": _stage_stack,
+    "predict": _stage_predict,
+}
+
+
+def _device(manifest: dict[str, Any]) -> Any:
+    for key in ("devices", "device"):
+        if key in manifest:
+            return manifest[key]
+    return "cpu"
+
+
+def _prepare_data(config: RunConfig) -> Path:
+    data = config.data_dir
+    if (data / "metadata.csv").is_file() or (data.is_dir() and any(data.iterdir())):
+        return data
+    if config.data.synth is None:
+        raise FileNotFoundError(
+            f"{data}: dataset folder not found; fix [data] path in the config, or add a "
+            "[data.synth] table to synthesise one"
+        )
+    from kelp.data.synth import synthesize
+
+    s = config.data.synth
+    say(f"synthesising {s.tiles} tiles of {s.size} px into {data}")
+    synthesize(data, s.tiles, seed=s.seed, size=s.size, test_fraction=s.test_fraction)
+    return data
+
+
+def run_pipeline(
+    config: RunConfig,
+    config_text: str | None = None,
+    only: Stage | None = None,
+    start: Stage | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run the pipeline (see the module docstring).
+
+    Args:
+        config: the experiment.
+        config_text: the config file's text, saved as ``RUN/config.toml``.
+        only: run just this stage (its inputs must exist).
+        start: run from this stage on.
+        force: rerun the selected stages from scratch (their outputs are removed first).
+
+    Returns:
+        The content of ``RUN/run.json``.
+
+    Raises:
+        Whatever the failing stage raised (after recording it in ``run.json``).
+    """
+    stages = select_stages(only, start)
+    run = config.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    data = _prepare_data(config)
+    if config_text is not None:
+        with atomic_path(run / "config.toml") as tmp:
+            tmp.write_text(config_text)
+    with atomic_path(run / "config.json") as tmp:
+        tmp.write_text(json.dumps(config.model_dump(mode="json"), indent=2))
+    previous = _read_run_json(run)
+    record: dict[str, Any] = {
+        "name": config.name,
+        "run_dir": str(run.resolve()),
+        "data": str(data.resolve()),
+        "dataset_hash": dataset_hash(data),
+        "git": git_state(),
+        "versions": _versions(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stages": dict(previous.get("stages", {})),
+    }
+    ctx = _Context(config, run, data, force)
+    upstream = record["dataset_hash"]
+    started = time.perf_counter()
+    for stage in STAGES:
+        key = hashlib.sha256(
+            json.dumps([upstream, config.section(stage)], sort_keys=True).encode()
+        ).hexdigest()[:16]
+        upstream = key
+        if stage not in stages:
+            continue
+        old = record["stages"].get(stage, {})
+        if not force and old.get("key") == key and old.get("status") == "done":
+            say(f"[green]{stage}[/green]: up to date")
+            continue
+        if force:
+            for name in _OUTPUTS[stage]:
+                target = run / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        say(f"[bold]{stage}[/bold]: running")
+        entry: dict[str, Any] = {"key": key, "status": "running"}
+        record["stages"][stage] = entry
+        _write_run_json(run, record)
+        t0 = time.perf_counter()
+        try:
+            with _peak_memory() as memory:
+                manifest = _RUNNERS[stage](ctx)
+        except BaseException as error:
+            interrupted = isinstance(error, KeyboardInterrupt)
+            entry.update(
+                status="interrupted" if interrupted else "failed",
+                error=None if interrupted else f"{type(error).__name__}: {error}",
+                seconds=round(time.perf_counter() - t0, 2),
+            )
+            _write_run_json(run, record)
+            raise
+        entry.update(
+            status="done",
+            seconds=round(time.perf_counter() - t0, 2),
+            peak_rss_mb=round(memory["peak_mb"], 1),
+            device=_device(manifest),
+        )
+        _write_run_json(run, record)
+    record["seconds"] = round(time.perf_counter() - started, 2)
+    record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    _write_run_json(run, record)
+    from kelp.pipeline.report import write_report
+
+    record["report"] = str(write_report(run))
+    if config.tracking.mlflow:
+        from kelp.pipeline.tracking import log_to_mlflow
+
+        record["mlflow_run_id"] = log_to_mlflow(config, run)
+        say(f"logged to MLflow run {record['mlflow_run_id']}")
+    _write_run_json(run, record)
+    return record
+
+
+def _read_run_json(run: Path) -> dict[str, Any]:
+    path = run / RUN_JSON
+    if not path.is_file():
+        return {}
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def _write_run_json(run: Path, record: dict[str, Any]) -> None:
+    with atomic_path(run / RUN_JSON) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str))
