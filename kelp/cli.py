@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from kelp import __version__
+from kelp._cli import errors
 from kelp._progress import console, say, set_quiet
 
 __all__ = ["app"]
@@ -75,16 +76,6 @@ def main(
     set_quiet(quiet)
 
 
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Turn the package's input errors into one red message and exit status 1."""
-    try:
-        yield
-    except (ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Option(help="Folder to create (must not hold a dataset).")],
@@ -96,7 +87,7 @@ def data_synth(
     """Write a synthetic dataset in the Kelp Wanted layout."""
     from kelp.data.synth import synthesize
 
-    with _errors():
+    with errors():
         s = synthesize(out, tiles, seed=seed, size=size, test_fraction=test_fraction)
     n = s.n_train + s.n_test
     say(
@@ -119,7 +110,7 @@ def data_check(
     """Validate every tile, list ALL problems, write per-tile statistics."""
     from kelp.data.check import check_dataset, write_stats
 
-    with _errors():
+    with errors():
         report = check_dataset(root, band_order.split(","), verify_md5=verify_md5)
         if report.stats:
             write_stats(report.stats, out)
@@ -162,7 +153,7 @@ def data_folds(
     from kelp.data.catalog import open_catalog
     from kelp.data.folds import area_recovery, make_folds, read_folds, write_folds
 
-    with _errors():
+    with errors():
         if from_file is not None:
             assignment = read_folds(from_file, open_catalog(root))
         else:
@@ -188,7 +179,7 @@ def data_pack(
     """Pack a folder of predicted masks into submission.tar (competition naming)."""
     from kelp.data.io import pack_submission
 
-    with _errors():
+    with errors():
         if not masks.is_dir():
             raise FileNotFoundError(f"{masks}: folder not found")
         path = pack_submission(sorted(masks.glob("*_kelp.tif")), out)
@@ -218,7 +209,7 @@ def build_features_command(
     from kelp.features.build import build_features
     from kelp.features.config import FeatureConfig
 
-    with _errors():
+    with errors():
         cfg = load_config(config, FeatureConfig, "features") if config else FeatureConfig()
         if dense:
             cfg = cfg.model_copy(
@@ -255,7 +246,7 @@ def stack_command(
     from kelp.stacking.config import StackConfig
     from kelp.stacking.stack import stack
 
-    with _errors():
+    with errors():
         cfg = load_config(config, StackConfig, "stacking") if config else StackConfig()
         stack(data, run, cfg, force=force)
     _print_results(run, {})
@@ -273,7 +264,7 @@ def evaluate_command(
     from kelp._files import atomic_path
     from kelp.stacking.evaluate import evaluate_masks
 
-    with _errors():
+    with errors():
         summary = evaluate_masks(pred, truth)
         if out is not None:
             with atomic_path(out) as tmp:
@@ -303,7 +294,7 @@ def predict_command(
     """Predict masks for test tiles with the stacked models; write submission.tar."""
     from kelp.stacking.predict import predict
 
-    with _errors():
+    with errors():
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
         predict(data, run, out, on_error.value, tta, device)  # type: ignore[arg-type]
@@ -329,7 +320,7 @@ def run_command(
     from kelp.pipeline.config import load_run_config
     from kelp.pipeline.run import run_pipeline
 
-    with _errors():
+    with errors():
         cfg = load_run_config(config)
         if mlflow:
             tracking = cfg.tracking.model_copy(update={"mlflow": True})
@@ -378,7 +369,7 @@ def demo_command(
     from kelp.pipeline.run import run_pipeline
 
     text = files("kelp.pipeline").joinpath("presets/demo.toml").read_text()
-    with _errors():
+    with errors():
         import tomllib
 
         values = tomllib.loads(text) | {"runs_dir": str(runs_dir)}
@@ -395,7 +386,7 @@ def runs_command(
     """List runs with their status, wall time and key metrics."""
     from kelp.pipeline.runs import list_runs, runs_table
 
-    with _errors():
+    with errors():
         runs = list_runs(runs_dir)
     console.print(runs_table(runs))
 
@@ -410,7 +401,7 @@ def compare_command(
 
     from kelp.pipeline.runs import compare_runs
 
-    with _errors():
+    with errors():
         diff = compare_runs(run_a, run_b)
     config = Table(title="config differences", title_justify="left")
     for column in ("key", run_a.name, run_b.name):

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from kelp import __version__
+from kelp._cli import parse_folds
 from kelp.cli import app
 from kelp.data.io import write_mask
 
@@ -137,3 +139,16 @@ def test_build_features_command(tiny_dataset: Callable[..., Path], tmp_path: Pat
     assert "not valid TOML" in result.output
     result = runner.invoke(app, [*args, "--on-error", "ignore"])
     assert result.exit_code == 2  # typer rejects an invalid choice
+
+
+@pytest.mark.parametrize(
+    ("text", "folds"), [("all", None), ("ALL", None), ("2, 0", [2, 0]), ("0,2", [0, 2])]
+)
+def test_parse_folds(text: str, folds: list[int] | None) -> None:
+    assert parse_folds(text) == folds
+
+
+@pytest.mark.parametrize("text", ["-1", "", "one", "0,x"])
+def test_parse_folds_rejects(text: str) -> None:
+    with pytest.raises(typer.BadParameter, match="expected 'all' or fold numbers"):
+        parse_folds(text)

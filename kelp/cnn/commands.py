@@ -8,17 +8,16 @@ Each command is a few lines around :func:`kelp.cnn.train.train_cnn` /
     app.command("predict-cnn")(predict_cnn_command)
 """
 
-import contextlib
 import enum
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from kelp._progress import console, say
+from kelp._cli import errors, parse_folds
+from kelp._progress import say
 
-__all__ = ["parse_folds", "predict_cnn_command", "train_cnn_command"]
+__all__ = ["predict_cnn_command", "train_cnn_command"]
 
 
 class DeviceOption(enum.StrEnum):
@@ -52,34 +51,6 @@ ConfigOption = Annotated[
 ]
 
 
-def parse_folds(text: str) -> list[int] | None:
-    """``"all"`` -> ``None``; ``"0,2"`` -> ``[0, 2]``.
-
-    Raises:
-        typer.BadParameter: anything else.
-    """
-    text = text.strip().lower()
-    if text == "all":
-        return None
-    try:
-        folds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        folds = []
-    if not folds or any(f < 0 for f in folds):
-        raise typer.BadParameter(f"expected 'all' or fold numbers like 0,2; got {text!r}")
-    return folds
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Print the stage's input errors as one red line and exit with status 1."""
-    try:
-        yield
-    except (ValueError, OSError) as error:
-        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
 def _config(path: Path | None, overrides: dict[str, Any]) -> Any:
     from kelp.cnn.config import CnnConfig
     from kelp.config import load_config, validate_config
@@ -107,7 +78,7 @@ def train_cnn_command(
     ] = None,
 ) -> None:
     """Train a U-Net per fold and write its out-of-fold logits (RUN/cnn, RUN/oof/cnn)."""
-    with _errors():
+    with errors():
         from kelp.cnn.train import train_cnn
 
         cfg = _config(
@@ -141,7 +112,7 @@ def predict_cnn_command(
     device: DeviceOpt = None,
 ) -> None:
     """Predict dense logits for a dataset's tiles with the average of the fold models."""
-    with _errors():
+    with errors():
         from kelp.cnn.predict import predict_cnn
 
         cfg = _config(config, {}) if config else None

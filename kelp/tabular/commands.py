@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
+from kelp._cli import errors, parse_folds
 from kelp._progress import console, say
 
-__all__ = ["DeviceChoice", "parse_folds", "train_trees_command"]
+__all__ = ["DeviceChoice", "train_trees_command"]
 
 
 class DeviceChoice(enum.StrEnum):
@@ -20,20 +21,6 @@ class DeviceChoice(enum.StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-def parse_folds(text: str) -> list[int] | None:
-    """``"all"`` -> ``None``; ``"0,2"`` -> ``[0, 2]``.
-
-    Raises:
-        ValueError: a part that is not a whole number.
-    """
-    if text.strip() == "all":
-        return None
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() for p in parts):
-        raise ValueError(f"--folds must be 'all' or comma-separated fold numbers, got {text!r}")
-    return [int(p) for p in parts]
 
 
 def train_trees_command(
@@ -61,7 +48,7 @@ def train_trees_command(
     from kelp.tabular.registry import parse_models
     from kelp.tabular.train import train_trees
 
-    try:
+    with errors():
         cfg = load_config(config, TabularConfig, "tabular") if config else TabularConfig()
         update: dict[str, object] = {}
         if models is not None:
@@ -74,9 +61,6 @@ def train_trees_command(
         manifest = train_trees(
             data, run, cfg, folds=parse_folds(folds), folds_file=folds_file, features=features
         )
-    except (ValueError, OSError, ImportError) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
     console.print(report_table(manifest["report"]))
     say(
         f"models in {run / 'tabular'}, out-of-fold maps in {run / 'oof'}, report in "

@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from kelp.cnn.commands import parse_folds, predict_cnn_command, train_cnn_command
+from kelp.cnn.commands import predict_cnn_command, train_cnn_command
 from kelp.maps import MapStore
 
 app = typer.Typer()
@@ -78,10 +78,3 @@ def test_missing_features_says_what_to_run(run_dir: tuple[Path, Path], tmp_path:
     result = runner.invoke(app, ["predict-cnn", str(data), "--run", str(run)])
     assert result.exit_code == 1
     assert "kelp train-cnn" in result.output
-
-
-def test_parse_folds() -> None:
-    assert parse_folds("all") is None
-    assert parse_folds("0,2") == [0, 2]
-    with pytest.raises(typer.BadParameter):
-        parse_folds("-1")

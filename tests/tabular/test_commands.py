@@ -7,7 +7,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from kelp.tabular.commands import parse_folds, train_trees_command
+from kelp.tabular.commands import train_trees_command
 from tests.tabular.conftest import Run
 
 app = typer.Typer()
@@ -46,7 +46,6 @@ def test_train_trees_command(trained: Run, tmp_path: Path) -> None:
     [
         (["--models", "lightgbm,svm"], "unknown model 'svm'; valid models: lightgbm, xgboost"),
         (["--folds", "0,7"], r"fold\(s\) \[7\] do not exist"),
-        (["--folds", "first"], "--folds must be 'all' or comma-separated"),
     ],
 )
 def test_bad_options_exit_1_with_a_message(
@@ -59,12 +58,14 @@ def test_bad_options_exit_1_with_a_message(
     assert re.search(match, " ".join(result.output.split()))
 
 
+def test_malformed_folds_is_a_usage_error(trained: Run) -> None:
+    args = ["train-trees", str(trained.data), "--run", str(trained.run), "--folds", "first"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "expected 'all' or fold numbers" in " ".join(result.output.split())
+
+
 def test_missing_features_say_which_command_to_run(trained: Run, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train-trees", str(trained.data), "--run", str(tmp_path)])
     assert result.exit_code == 1
     assert "kelp build-features" in result.output
-
-
-def test_parse_folds() -> None:
-    assert parse_folds("all") is None
-    assert parse_folds("2, 0") == [2, 0]
