@@ -61,6 +61,26 @@ class CnnLayout:
         """Fold ``k``'s last checkpoint (for resuming)."""
         return self.fold(k) / "last"
 
+    def trained_folds(self) -> list[int]:
+        """Folds with a best checkpoint, sorted.
+
+        Raises:
+            FileNotFoundError: none yet; says to run ``kelp train-cnn``.
+        """
+        from kelp.cnn.checkpoint import WEIGHTS_FILE
+
+        folds = sorted(
+            int(p.name.split("=", 1)[1])
+            for p in self.root.glob("fold=*")
+            if (p / "best" / WEIGHTS_FILE).is_file()
+        )
+        if not folds:
+            raise FileNotFoundError(
+                f"no trained fold under {self.root} (expected fold=<k>/best/): run "
+                f"`kelp train-cnn DATA --run {self.run}` first"
+            )
+        return folds
+
     @property
     def oof(self) -> Path:
         """``RUN/oof/cnn``: out-of-fold logit maps."""

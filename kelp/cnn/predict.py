@@ -167,16 +167,7 @@ def predict_cnn(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     layout = CnnLayout(Path(run))
-    available = sorted(
-        int(p.name.split("=", 1)[1])
-        for p in layout.root.glob("fold=*")
-        if (p / "best" / WEIGHTS_FILE).is_file()
-    )
-    if not available:
-        raise FileNotFoundError(
-            f"no trained fold under {layout.root} (expected fold=<k>/best/): run "
-            f"`kelp train-cnn DATA --run {run}` first"
-        )
+    available = layout.trained_folds()
     chosen = list(folds) if folds is not None else available
     missing = [k for k in chosen if k not in available]
     if missing:

@@ -102,22 +102,14 @@ class _CnnEnsemble:
     def __init__(
         self, run: Path, feature_names: Sequence[str], tta: bool | None, device: Device
     ) -> None:
-        from kelp.cnn.checkpoint import WEIGHTS_FILE, load_checkpoint
+        from kelp.cnn.checkpoint import load_checkpoint
         from kelp.cnn.device import resolve_device
         from kelp.cnn.inputs import CnnLayout
         from kelp.cnn.tta import D4, IDENTITY
         from kelp.maps import store_manifest
 
         layout = CnnLayout(run)
-        folds = sorted(
-            int(p.name.split("=", 1)[1])
-            for p in layout.root.glob("fold=*")
-            if (p / "best" / WEIGHTS_FILE).is_file()
-        )
-        if not folds:
-            raise FileNotFoundError(
-                f"no trained CNN fold under {layout.root}: run `kelp train-cnn`"
-            )
+        folds = layout.trained_folds()
         self.device = resolve_device(device)
         self.checkpoints = [load_checkpoint(layout.best(k), None, self.device) for k in folds]
         channels = self.checkpoints[0].channels
