@@ -28,7 +28,7 @@ app = typer.Typer(
 data_app = typer.Typer(
     help="Datasets: synthesise, check, split into folds, pack masks.", no_args_is_help=True
 )
-app.add_typer(data_app, name="data")
+app.add_typer(data_app, name="data", rich_help_panel="Data")
 
 
 def _register_stage_commands() -> None:
@@ -36,9 +36,9 @@ def _register_stage_commands() -> None:
     from kelp.cnn.commands import predict_cnn_command, train_cnn_command
     from kelp.tabular.commands import train_trees_command
 
-    app.command("train-trees")(train_trees_command)
-    app.command("train-cnn")(train_cnn_command)
-    app.command("predict-cnn")(predict_cnn_command)
+    app.command("train-trees", rich_help_panel="Stages")(train_trees_command)
+    app.command("train-cnn", rich_help_panel="Stages")(train_cnn_command)
+    app.command("predict-cnn", rich_help_panel="Stages")(predict_cnn_command)
 
 
 BandOrderOption = Annotated[
@@ -186,7 +186,7 @@ def data_pack(
     say(f"packed {path}")
 
 
-@app.command("build-features")
+@app.command("build-features", rich_help_panel="Stages")
 def build_features_command(
     data: Annotated[Path, typer.Argument(help="Dataset folder.")],
     folds: Annotated[Path, typer.Option(help="folds.csv from `kelp data folds`.")],
@@ -232,7 +232,7 @@ def build_features_command(
     )
 
 
-@app.command("stack")
+@app.command("stack", rich_help_panel="Stages")
 def stack_command(
     data: Annotated[Path, typer.Argument(help="Dataset folder (train masks and DEMs).")],
     run: Annotated[Path, typer.Option(help="Run folder with folds.csv and oof/.")],
@@ -252,7 +252,7 @@ def stack_command(
     _print_results(run, {})
 
 
-@app.command("evaluate")
+@app.command("evaluate", rich_help_panel="Stages")
 def evaluate_command(
     pred: Annotated[Path, typer.Option(help="Folder of predicted <tile_id>_kelp.tif.")],
     truth: Annotated[Path, typer.Option(help="Folder of true <tile_id>_kelp.tif.")],
@@ -276,7 +276,7 @@ def evaluate_command(
     )
 
 
-@app.command("predict")
+@app.command("predict", rich_help_panel="Stages")
 def predict_command(
     data: Annotated[Path, typer.Option(help="Folder of test tiles (any layout).")],
     run: Annotated[Path, typer.Option(help="Run folder with stacking/ and base models.")],
@@ -303,7 +303,7 @@ def predict_command(
 _register_stage_commands()
 
 
-@app.command("run")
+@app.command("run", rich_help_panel="Pipeline")
 def run_command(
     config: Annotated[Path, typer.Argument(help="Experiment config (TOML).")],
     only: Annotated[
@@ -356,7 +356,7 @@ def _print_results(run: Path, record: dict[str, object]) -> None:
         say(f"report: {record.get('report')}")
 
 
-@app.command("demo")
+@app.command("demo", rich_help_panel="Pipeline")
 def demo_command(
     runs_dir: Annotated[Path, typer.Option(help="Where the demo run goes.")] = Path("runs"),
     force: Annotated[bool, typer.Option(help="Redo every stage from scratch.")] = False,
@@ -379,7 +379,7 @@ def demo_command(
     _print_results(Path(record["run_dir"]), record)
 
 
-@app.command("runs")
+@app.command("runs", rich_help_panel="Pipeline")
 def runs_command(
     runs_dir: Annotated[Path, typer.Argument(help="Folder of runs.")] = Path("runs"),
 ) -> None:
@@ -391,7 +391,7 @@ def runs_command(
     console.print(runs_table(runs))
 
 
-@app.command("compare")
+@app.command("compare", rich_help_panel="Pipeline")
 def compare_command(
     run_a: Annotated[Path, typer.Argument(help="First run folder.")],
     run_b: Annotated[Path, typer.Argument(help="Second run folder.")],
