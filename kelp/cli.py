@@ -352,7 +352,10 @@ def _print_results(run: Path, record: dict[str, object]) -> None:
     if report.is_file():
         console.print(comparison_table(json.loads(report.read_text())))
     if record:
-        say(f"run folder: {run}  (wall time {record.get('seconds')} s)")
+        say(
+            f"run folder: {run}  (stages' wall time {record.get('seconds')} s, this invocation "
+            f"{record.get('invocation_seconds')} s)"
+        )
         say(f"report: {record.get('report')}")
 
 

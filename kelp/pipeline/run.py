@@ -4,7 +4,8 @@ Stages, in order: ``folds`` (check the data, group areas, split) -> ``features``
 Parquet table) -> ``trees`` -> ``cnn`` -> ``stack`` -> ``predict``. Each stage has a key: the
 hash of its part of the config, the dataset's file listing and the keys of the stages before
 it. ``run.json`` records per stage its key, status, wall time, peak memory (this process and
-its workers) and device; a stage whose key matches a finished record is skipped. A stage
+its workers) and device (``seconds`` at the top sums the stages' wall times, however many
+invocations they took); a stage whose key matches a finished record is skipped. A stage
 that fails or is interrupted (Ctrl-C) is recorded as such and the next ``kelp run`` starts
 there again, where each stage's own resume logic picks up finished tiles, folds and epochs.
 Earlier stages' outputs stay valid throughout: every file is written atomically.
@@ -280,7 +281,9 @@ def run_pipeline(
         "dataset_hash": dataset_hash(data),
         "git": git_state(),
         "versions": _versions(),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        # the run's first start; each invocation's own start is "invoked"
+        "started": previous.get("started") or datetime.now(UTC).isoformat(timespec="seconds"),
+        "invoked": datetime.now(UTC).isoformat(timespec="seconds"),
         "stages": dict(previous.get("stages", {})),
     }
     ctx = _Context(config, run, data, force)
@@ -328,7 +331,8 @@ def run_pipeline(
             device=_device(manifest),
         )
         _write_run_json(run, record)
-    record["seconds"] = round(time.perf_counter() - started, 2)
+    record["invocation_seconds"] = round(time.perf_counter() - started, 2)
+    record["seconds"] = round(sum(e.get("seconds", 0) for e in record["stages"].values()), 2)
     record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     _write_run_json(run, record)
     from kelp.pipeline.report import write_report

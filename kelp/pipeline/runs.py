@@ -18,7 +18,11 @@ def _summary(run: Path) -> dict[str, Any]:
     record = _load(run / "run.json")
     stacking = _load(run / "stacking" / "manifest.json")
     comparison = stacking.get("comparison", {})
-    bases = {n: c["dice_at_best"] for n, c in comparison.items() if not n.startswith("stack-")}
+    bases = {
+        n: c["dice_at_best"]
+        for n, c in comparison.items()
+        if not n.startswith("stack-") and n != "mean-logit"
+    }
     best_base = max(bases.items(), key=lambda kv: kv[1]) if bases else None
     stages = record.get("stages", {})
     failed = [s for s, e in stages.items() if e.get("status") != "done"]

@@ -136,6 +136,9 @@ def test_runs_and_compare(tiny_run: TinyRun, tmp_path: Path) -> None:
     assert [r["name"] for r in runs] == ["copy"]
     assert runs[0]["status"] == "done"
     assert runs[0]["final_dice"] is not None
+    assert runs[0]["best_base"][0] in ("cnn", "lightgbm", "xgboost")  # a base model, not a fusion
+    record = json.loads((run / "run.json").read_text())
+    assert runs[0]["seconds"] == pytest.approx(sum(e["seconds"] for e in record["stages"].values()))
     diff = compare_runs(run, copy)
     assert diff["config"] == [("cnn.epochs", 2, 5)]
     final = next(m for m in diff["metrics"] if m[0] == "final Dice")
