@@ -28,7 +28,6 @@ import json
 import math
 import os
 import random
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from torch.utils.data import DataLoader
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say
+from kelp._provenance import git_state
 from kelp.cnn import model as model_lib
 from kelp.cnn.channels import ChannelSource, check_channels
 from kelp.cnn.checkpoint import load_state, save_checkpoint
@@ -466,21 +466,6 @@ def _train_fold(ctx: _Context, k: int) -> bool:
     return True
 
 
-def _git_commit() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
-
-
 def _stage_manifest(
     ctx: _Context,
     oof_folds: dict[str, int],
@@ -501,7 +486,7 @@ def _stage_manifest(
         "key": ctx.key,
         "kelp_version": __version__,
         "versions": {"torch": torch.__version__, "segmentation_models_pytorch": smp.__version__},
-        "git_commit": _git_commit(),
+        "git_commit": git_state()["commit"],
         "config": ctx.config.model_dump(mode="json"),
         "inputs": {
             "data": str(ctx.inputs.data.resolve()),

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +31,10 @@ import psutil
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say
+from kelp._provenance import git_state
 from kelp.pipeline.config import STAGES, RunConfig, Stage
 
-__all__ = ["RUN_JSON", "dataset_hash", "git_state", "run_pipeline", "select_stages"]
+__all__ = ["RUN_JSON", "dataset_hash", "run_pipeline", "select_stages"]
 
 RUN_JSON = "run.json"
 _PACKAGES = (
@@ -75,23 +75,6 @@ def dataset_hash(root: str | os.PathLike[str]) -> str:
         stat = path.stat()
         digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def git_state() -> dict[str, Any]:
-    """The commit of the code that runs and whether its tree has uncommitted changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(dirty)}
 
 
 def _versions() -> dict[str, str | None]:
