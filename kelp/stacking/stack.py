@@ -38,7 +38,7 @@ from kelp._files import atomic_path
 from kelp._progress import say, track
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import read_folds
-from kelp.data.tile import load_tile
+from kelp.data.tile import Tile, load_tile
 from kelp.features.channels import land_mask
 from kelp.features.sampling import sample_pixels
 from kelp.maps import MapStore, sigmoid
@@ -65,6 +65,30 @@ class _Rows:
     spatial: np.ndarray | None  # (N, F) with neighbourhood aggregates and land
     label: np.ndarray
     weight: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Truth:
+    """A tile's true mask and land mask, bit-packed: read from disk once per stage."""
+
+    shape: tuple[int, int]
+    kelp: np.ndarray
+    land: np.ndarray
+
+    @classmethod
+    def of(cls, tile: Tile) -> "_Truth":
+        kelp = tile.mask if tile.mask is not None else np.zeros(tile.shape, np.uint8)
+        return cls(tile.shape, np.packbits(kelp.astype(bool)), np.packbits(land_mask(tile)))
+
+    def truth(self) -> np.ndarray:
+        """``(H, W) uint8`` 0/1 kelp."""
+        n = self.shape[0] * self.shape[1]
+        return np.unpackbits(self.kelp, count=n).reshape(self.shape)
+
+    def land_mask(self) -> np.ndarray:
+        """``(H, W) bool``."""
+        n = self.shape[0] * self.shape[1]
+        return np.unpackbits(self.land, count=n).reshape(self.shape).astype(bool)
 
 
 def _key(config: StackConfig, base: BaseMaps, folds_sha: str) -> str:
@@ -144,16 +168,17 @@ def stack(
     spatial = any(create_meta(m).spatial for m in {*config.compare, config.meta})
 
     rows: dict[str, _Rows] = {}
+    truths: dict[str, _Truth] = {}
     for tile_id in track(tile_ids, "sampling out-of-fold pixels"):
-        tile = load_tile(records[tile_id])
-        mask = tile.mask if tile.mask is not None else np.zeros(tile.shape, np.uint8)
+        truths[tile_id] = known = _Truth.of(load_tile(records[tile_id]))
+        mask = known.truth()
         logits = base.logits(tile_id)
         sample = sample_pixels(mask, tile_id, config.sampling, config.seed)
         r, c = sample.rows, sample.cols
         rows[tile_id] = _Rows(
             fold=base.fold_of[tile_id],
             plain=logits[:, r, c].T.copy(),
-            spatial=meta_features(logits, land_mask(tile), True)[:, r, c].T.copy()
+            spatial=meta_features(logits, known.land_mask(), True)[:, r, c].T.copy()
             if spatial
             else None,
             label=mask[r, c],
@@ -169,9 +194,7 @@ def stack(
         metas = {m: _fit(m, train, config) for m in config.compare}
         held_out = [t for t in tile_ids if base.fold_of[t] == fold]
         for tile_id in track(held_out, f"fold {fold}: scoring held-out tiles"):
-            tile = load_tile(records[tile_id])
-            truth = tile.mask if tile.mask is not None else np.zeros(tile.shape, np.uint8)
-            land = land_mask(tile)
+            truth, land = truths[tile_id].truth(), truths[tile_id].land_mask()
             logits = base.logits(tile_id)
             for name, z in zip(base.names, logits, strict=True):
                 counts[name][fold].update(sigmoid(z), truth)
@@ -186,7 +209,7 @@ def stack(
     for suffix in (".json", ".csv"):
         (out / f"report{suffix}").replace(out / f"comparison{suffix}")
 
-    decision, decision_counts = _choose(fused_store, tile_ids, records, config)
+    decision, decision_counts = _choose(fused_store, tile_ids, truths, config)
     fused_store.write_manifest(
         {
             "kind": "probability",
@@ -208,7 +231,7 @@ def stack(
     }
     with atomic_path(out / "meta.json") as tmp:
         tmp.write_text(json.dumps(meta_record, indent=2))
-    _draw(fused_store, tile_ids, records, decision, out / "grid.png", config.grid_tiles)
+    _draw(fused_store, tile_ids, records, truths, decision, out / "grid.png", config.grid_tiles)
     record = decision_record(decision, decision_counts, len(tile_ids))
     with atomic_path(out / "decision.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2))
@@ -245,16 +268,15 @@ def stack(
 
 
 def _choose(
-    store: MapStore, tile_ids: list[str], records: dict[str, Any], config: StackConfig
+    store: MapStore, tile_ids: list[str], truths: dict[str, _Truth], config: StackConfig
 ) -> tuple[Decision, Counts]:
     pp = config.postprocess
 
     def run_sweep(thresholds: list[float], label: str) -> Sweep:
         sweep = Sweep(thresholds, pp)
         for tile_id in track(tile_ids, label):
-            tile = load_tile(records[tile_id])
-            truth = tile.mask if tile.mask is not None else np.zeros(tile.shape, np.uint8)
-            sweep.update(store.read(tile_id), truth, land_mask(tile))
+            known = truths[tile_id]
+            sweep.update(store.read(tile_id), known.truth(), known.land_mask())
         return sweep
 
     coarse = run_sweep(coarse_grid(pp.coarse_step), "post-processing: coarse thresholds")
@@ -294,6 +316,7 @@ def _draw(
     store: MapStore,
     tile_ids: list[str],
     records: dict[str, Any],
+    truths: dict[str, _Truth],
     decision: Decision,
     out: Path,
     n: int,
@@ -301,12 +324,10 @@ def _draw(
     """Grid of tiles across the per-tile Dice range (tiles with kelp, true or predicted)."""
     scored = []
     for tile_id in tile_ids:
-        tile = load_tile(records[tile_id])
-        if tile.mask is None:
-            continue
-        mask = decision.apply(store.read(tile_id), land_mask(tile))
-        if tile.mask.any() or mask.any():
-            scored.append((tile_id, Counts.from_arrays(mask, tile.mask).dice))
+        truth = truths[tile_id].truth()
+        mask = decision.apply(store.read(tile_id), truths[tile_id].land_mask())
+        if truth.any() or mask.any():
+            scored.append((tile_id, Counts.from_arrays(mask, truth).dice))
     if not scored or n < 1:
         return
     picked = [scored[i][0] for i in pick_across_range([d for _, d in scored], n)]
