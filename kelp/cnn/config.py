@@ -92,6 +92,9 @@ class CnnConfig(BaseModel):
         batch_size: tiles per training and inference batch.
         patience: stop after this many epochs without a better validation score; 0 never
             stops early.
+        stop_fraction: share of the training folds' areas held back (area-grouped, kelp on
+            both sides) to validate on: the best epoch and early stopping are chosen there,
+            never on the fold being predicted (:mod:`kelp.data.split`, as for the trees).
         grad_clip: clip the gradients' global norm to this; 0 turns clipping off.
         amp: mixed precision on CUDA (``bf16``, ``fp16`` with a gradient scaler, ``off``);
             ignored on CPU.
@@ -127,6 +130,7 @@ class CnnConfig(BaseModel):
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
     batch_size: Annotated[int, Field(ge=1)] = 16
     patience: Annotated[int, Field(ge=0)] = 10
+    stop_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     grad_clip: Annotated[float, Field(ge=0)] = 1.0
     amp: Amp = "bf16"
     normalisation: Normalisation = "quantile"

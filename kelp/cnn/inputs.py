@@ -23,7 +23,7 @@ from typing import Any
 
 from kelp.data.bands import DEFAULT_BAND_ORDER
 from kelp.data.catalog import TileRecord, scan_catalog
-from kelp.data.folds import read_folds
+from kelp.data.folds import FoldAssignment, read_folds
 from kelp.features import FeatureConfig
 from kelp.features.build import read_manifest
 
@@ -107,6 +107,7 @@ class RunInputs:
         records: usable train tiles (in the folds and the feature build), by id, sorted.
         fold_of: the fold holding out each of them.
         k: number of folds.
+        assignment: the folds file as read (every train tile, with its area).
     """
 
     data: Path
@@ -119,6 +120,7 @@ class RunInputs:
     records: dict[str, TileRecord]
     fold_of: dict[str, int]
     k: int
+    assignment: FoldAssignment
 
     def tiles_in(self, fold: int) -> list[str]:
         """Tiles held out in ``fold``, sorted."""
@@ -205,4 +207,5 @@ def load_inputs(
         records={t: train[t] for t in built},
         fold_of={t: int(fold_of[t]) for t in built},
         k=assignment.k,
+        assignment=assignment,
     )

@@ -1,18 +1,20 @@
 """`kelp train-cnn`: one U-Net per fold, then out-of-fold logits for its held-out tiles.
 
-For each requested fold k the network trains on every other fold's tiles, normalised with
-their statistics only, and validates after each epoch on fold k's tiles: mean loss and the
-**global Dice** (pooled over every pixel of the validation tiles, logit > 0). The best epoch
-by that Dice is kept as ``best/``; every epoch also refreshes ``last/`` (weights, optimiser,
-scheduler, gradient scaler, RNG states, log), from which an interrupted fold resumes. After
-the fold, its best model predicts every pixel of the held-out tiles into ``RUN/oof/cnn/``.
+For each requested fold k the network fits on the other folds' tiles minus an inner,
+area-grouped validation part of them (:func:`kelp.data.split.plan_fold`, the split the trees
+early-stop on), normalised with the statistics of all folds but k. After each epoch it is
+scored on those inner validation tiles: mean loss and the **global Dice** (pooled over
+every pixel, logit > 0). The best epoch by that Dice is kept as ``best/`` and early stopping
+watches it; fold k's tiles are never scored during training, so the out-of-fold logits that
+``best/`` then writes to ``RUN/oof/cnn/`` are as honest as a test prediction. Every epoch
+also refreshes ``last/`` (weights, optimiser, scheduler, gradient scaler, RNG states, log),
+from which an interrupted fold resumes. ``fold.json`` lists the tiles fitted, validated on
+and held out.
 
-Folds without kelp. A validation fold without any kelp pixel has a global Dice of 1.0 when
-nothing is predicted and 0.0 after a single false alarm (the convention of
-:mod:`kelp.metrics`), which makes Dice useless for picking an epoch; such a fold is trained
-anyway, with a warning, and its best epoch is the one with the lowest validation loss. A
-fold whose *training* tiles hold no kelp trains too (with a warning): it can only learn
-"no kelp". A fold without validation tiles keeps its last epoch.
+Folds without kelp. Training folds without kelp raise
+:class:`~kelp.data.split.NoPositivesError`. When no area split leaves kelp on both sides of
+the inner split (fewer than two kelp areas), the fold fits on every training tile and keeps
+its last epoch, with a warning: choosing on kelp-free tiles would pick "never kelp".
 
 Reproducibility. Everything is seeded from ``seed`` and the fold; on CPU torch runs its
 deterministic algorithms, so a rerun (or a resumed run) gives identical weights. On CUDA the
@@ -56,6 +58,7 @@ from kelp.cnn.normalise import Normaliser
 from kelp.cnn.oof import oof_manifest, oof_metrics, predict_oof
 from kelp.cnn.optim import make_optimizer, make_scheduler
 from kelp.data.io import read_mask
+from kelp.data.split import FoldPlan, plan_fold
 from kelp.maps import finish_store, open_store, store_manifest
 
 __all__ = ["TrainingDivergedError", "train_cnn"]
@@ -268,17 +271,15 @@ class _Progress:
         return d
 
 
-def _score(row: EpochRow, has_val: bool, val_kelp: bool) -> float:
-    """Higher is better: validation Dice, else minus validation loss, else the epoch."""
-    if not has_val:
-        return float(row.epoch)
-    return row.val_dice if val_kelp else -row.val_loss
+def _score(row: EpochRow, has_val: bool) -> float:
+    """Higher is better: validation global Dice, else the epoch (keep the last)."""
+    return row.val_dice if has_val else float(row.epoch)
 
 
-def _selected_by(has_val: bool, val_kelp: bool) -> str:
-    if not has_val:
-        return "last epoch"
-    return "validation global Dice" if val_kelp else "validation loss"
+def _plan(ctx: _Context, k: int) -> FoldPlan:
+    """Fold ``k``'s fit, inner-validation and held-out tiles (never validated on fold k)."""
+    assignment = ctx.inputs.assignment
+    return plan_fold(assignment, k, ctx.has_kelp, ctx.config.stop_fraction, ctx.config.seed)
 
 
 def _train_fold(ctx: _Context, k: int) -> bool:
@@ -295,21 +296,10 @@ def _train_fold(ctx: _Context, k: int) -> bool:
             say(f"fold {k}: already trained with this config (best epoch {summary['best_epoch']})")
             return False
     summary_path.unlink(missing_ok=True)
-    train_ids = [t for t in ctx.inputs.records if ctx.inputs.fold_of[t] != k]
-    val_ids = ctx.inputs.tiles_in(k)
-    val_kelp = any(ctx.has_kelp[t] for t in val_ids)
-    if not any(ctx.has_kelp[t] for t in train_ids):
-        say(
-            f"[yellow]warning:[/yellow] fold {k}: no training tile has kelp; the model can "
-            "only learn to predict none"
-        )
-    if val_ids and not val_kelp:
-        say(
-            f"[yellow]warning:[/yellow] fold {k}: no validation tile has kelp, so validation "
-            "Dice is 1.0 or 0.0; the best epoch is chosen by validation loss instead"
-        )
-    if not val_ids:
-        say(f"[yellow]warning:[/yellow] fold {k}: no validation tiles; keeping the last epoch")
+    plan = _plan(ctx, k)
+    train_ids, val_ids = list(plan.fit_tiles), list(plan.stop_tiles)
+    if plan.note:
+        say(f"[yellow]warning:[/yellow] fold {k}: {plan.note}; keeping the last epoch")
     normaliser = Normaliser.from_stats(
         config.normalisation,
         config.channels,
@@ -403,7 +393,7 @@ def _train_fold(ctx: _Context, k: int) -> bool:
         )
         progress.rows.append(row)
         progress.epoch = epoch
-        score = _score(row, bool(val_ids), val_kelp)
+        score = _score(row, bool(val_ids))
         if progress.best_score is None or score > progress.best_score:
             progress.best_score, progress.best_epoch, progress.bad_epochs = score, epoch, 0
             save_checkpoint(
@@ -451,8 +441,12 @@ def _train_fold(ctx: _Context, k: int) -> bool:
         "fold": k,
         "train_tiles": len(train_ids),
         "val_tiles": len(val_ids),
-        "val_has_kelp": val_kelp,
-        "selected_by": _selected_by(bool(val_ids), val_kelp),
+        "selected_by": "inner validation global Dice" if val_ids else "last epoch",
+        "fit_tile_ids": list(plan.fit_tiles),
+        "val_tile_ids": list(plan.stop_tiles),
+        "val_areas": list(plan.stop_areas),
+        "held_out_tile_ids": list(plan.held_out),
+        "note": plan.note,
         "best_epoch": progress.best_epoch,
         "best_val_dice": best.val_dice if best and not math.isnan(best.val_dice) else None,
         "best_val_loss": best.val_loss if best and not math.isnan(best.val_loss) else None,

@@ -9,7 +9,7 @@ and writes::
     RUN/tabular/report.json, report.csv, manifest.json
 
 For each requested fold k and model: train on the other folds' rows, early-stop on an
-inner area-grouped part of them (``kelp.tabular.split``), save, then predict every pixel of
+inner area-grouped part of them (``kelp.data.split``), save, then predict every pixel of
 each fold-k tile from its full channel stack. ``metrics.json`` is written last and carries
 a key of everything that determines the result (model parameters, training settings,
 feature table, folds file, versions): a rerun skips folds whose key and maps are current,
@@ -32,6 +32,7 @@ from kelp._progress import say, track
 from kelp.data.bands import DEFAULT_BAND_ORDER
 from kelp.data.catalog import TileRecord, open_catalog
 from kelp.data.folds import FoldAssignment, read_folds
+from kelp.data.split import FoldPlan, plan_fold
 from kelp.data.tile import load_tile
 from kelp.devices import ResolvedDevice
 from kelp.features.build import read_manifest
@@ -54,7 +55,6 @@ from kelp.tabular.runs import (
     short_hash,
     write_oof_manifest,
 )
-from kelp.tabular.split import FoldPlan, plan_fold
 from kelp.thresholds import ThresholdCounts
 
 __all__ = ["StaleInputError", "select_folds", "train_trees"]

@@ -9,13 +9,16 @@ import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from kelp.cnn import history
+from kelp.cnn import train as train_module
 from kelp.cnn.channels import UnknownChannelError
 from kelp.cnn.device import DeviceError
 from kelp.cnn.inputs import StaleInputError
 from kelp.cnn.train import train_cnn
 from kelp.data.io import read_mask, write_mask
+from kelp.data.split import NoPositivesError
 from kelp.features.build import build_features
 from kelp.maps import MapStore
 from tests.cnn.conftest import CHANNELS, FEATURES, TINY
@@ -119,16 +122,44 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
     assert log.drop("seconds").equals(reference.drop("seconds"))
 
 
-def test_fold_without_kelp_trains_and_selects_by_loss(
-    run_dir: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+def test_best_epoch_is_chosen_on_inner_areas_never_on_the_held_out_fold(
+    run_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data, run = run_dir
+    folds = pl.read_csv(run / "folds.csv")
+    fold_of = dict(folds.select("tile_id", "fold").iter_rows())
+    area_of = dict(folds.select("tile_id", "aoi_id").iter_rows())
+    scored: list[set[str]] = []
+    real_validate = train_module.validate
+
+    def spy(model: torch.nn.Module, loader: DataLoader, *args: object) -> object:
+        scored.append({r.tile_id for r in loader.dataset.records})  # type: ignore[attr-defined]
+        return real_validate(model, loader, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("kelp.cnn.train.validate", spy)
+    manifest = train_cnn(data, run, FAST)
+    assert len(scored) == 2 * FAST.epochs  # one validation per epoch and fold
+    for k in (0, 1):
+        fold = manifest["folds"][str(k)]
+        held_out = {t for t, f in fold_of.items() if f == k}
+        for tiles in scored[k * FAST.epochs : (k + 1) * FAST.epochs]:
+            assert tiles == set(fold["val_tile_ids"])
+            assert tiles and tiles.isdisjoint(held_out)  # the epoch never saw fold k
+        assert set(fold["held_out_tile_ids"]) == held_out
+        fit_areas = {area_of[t] for t in fold["fit_tile_ids"]}
+        assert fit_areas.isdisjoint(area_of[t] for t in fold["val_tile_ids"])  # area-grouped
+        assert fit_areas.isdisjoint(area_of[t] for t in held_out)
+        assert fold["selected_by"] == "inner validation global Dice"
+    assert manifest["oof"]["tiles"] == len(fold_of)
+
+
+def _empty_masks(data: Path, run: Path, tile_ids: list[str]) -> None:
+    """Blank the masks of ``tile_ids``, fix the metadata sizes and rebuild the features."""
     emptied = {}
-    for tile_id, fold in _fold_of(run).items():
-        if fold == 1:
-            path = data / "train_kelp" / f"{tile_id}_kelp.tif"
-            write_mask(path, np.zeros((48, 48), np.uint8))
-            emptied[path.name] = path
+    for tile_id in tile_ids:
+        path = data / "train_kelp" / f"{tile_id}_kelp.tif"
+        write_mask(path, np.zeros((48, 48), np.uint8))
+        emptied[path.name] = path
     metadata = pl.read_csv(data / "metadata.csv").with_columns(
         pl.col("filename")
         .map_elements(lambda n: emptied[n].stat().st_size if n in emptied else None, pl.Int64)
@@ -138,14 +169,31 @@ def test_fold_without_kelp_trains_and_selects_by_loss(
     metadata.write_csv(data / "metadata.csv")
     shutil.rmtree(run / "features")
     build_features(data, run / "folds.csv", run / "features", FEATURES)
-    manifest = train_cnn(data, run, FAST)
-    err = capsys.readouterr().err
-    assert "fold 1: no validation tile has kelp" in err
-    fold = manifest["folds"]["1"]
-    assert fold["selected_by"] == "validation loss"
-    assert fold["val_has_kelp"] is False
-    assert manifest["folds"]["0"]["selected_by"] == "validation global Dice"
-    assert manifest["oof"]["tiles"] == len(_fold_of(run))
+
+
+def test_one_kelp_area_in_the_training_folds_keeps_the_last_epoch(
+    run_dir: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, run = run_dir
+    folds = pl.read_csv(run / "folds.csv")
+    area = folds.filter(pl.col("fold") == 1)["aoi_id"][0]  # one of fold 0's training areas
+    _empty_masks(data, run, folds.filter(pl.col("aoi_id") == area)["tile_id"].to_list())
+    manifest = train_cnn(data, run, FAST, folds=[0])
+    assert "fold 0: early stopping off: only 1 of the 2 training area(s)" in capsys.readouterr().err
+    fold = manifest["folds"]["0"]
+    assert fold["selected_by"] == "last epoch"
+    assert fold["best_epoch"] == FAST.epochs
+    assert fold["val_tile_ids"] == []
+    assert sorted(fold["fit_tile_ids"]) == sorted(folds.filter(pl.col("fold") == 1)["tile_id"])
+
+
+def test_training_folds_without_kelp_are_refused(run_dir: tuple[Path, Path]) -> None:
+    data, run = run_dir
+    folds = pl.read_csv(run / "folds.csv")
+    _empty_masks(data, run, folds.filter(pl.col("fold") == 1)["tile_id"].to_list())
+    with pytest.raises(NoPositivesError, match="fold 0: the 4 training tiles .* hold no kelp"):
+        train_cnn(data, run, FAST, folds=[0])
+    assert not (run / "oof" / "cnn").exists() or not list((run / "oof" / "cnn").glob("*.npy"))
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kelp.data.folds import FoldAssignment
-from kelp.tabular.split import NoPositivesError, plan_fold
+from kelp.data.split import NoPositivesError, plan_fold
 
 
 def _assignment(n_areas: int = 12, per_area: int = 3, k: int = 3) -> FoldAssignment:

@@ -1,16 +1,19 @@
-"""Per fold: what the models train on, what they early-stop on, and what they predict.
+"""Per fold: what a model fits on, what chooses its stopping point, and what it predicts.
 
-Fold k's models never see fold k: they train on the other folds' tiles and early-stop on
-an inner, area-grouped part of those same tiles (about ``stop_fraction`` of their areas),
-chosen with scikit-learn's ``StratifiedGroupKFold`` (groups = ``aoi_id`` from
-``folds.csv``, strata = whether a tile has kelp rows) so that kelp lies on both sides.
+Trees and CNN share this one plan. Fold k's models never see fold k: they fit on the other
+folds' tiles and choose their early-stopping round or best epoch on an inner, area-grouped
+part of those same tiles (about ``stop_fraction`` of their areas), picked with
+scikit-learn's ``StratifiedGroupKFold`` (groups = ``aoi_id`` from ``folds.csv``, strata =
+whether a tile has kelp) so that kelp lies on both sides. Fold k's tiles are only ever
+predicted, so its out-of-fold maps are scored by a model chosen without them.
 
 Folds without kelp, decided as follows:
 
-- the training folds hold no kelp row: :class:`NoPositivesError` (nothing to learn);
-- no area split puts kelp on both sides (fewer than two kelp areas): early stopping is off
-  and the boosted models train ``max_rounds`` rounds on every training tile, noted in the
-  fold's metrics (early-stopping on kelp-free tiles would pick the "never kelp" model);
+- the training folds hold no kelp: :class:`NoPositivesError` (nothing to learn);
+- no area split puts kelp on both sides (fewer than two kelp areas): early stopping is off;
+  the boosted models train ``max_rounds`` rounds and the CNN keeps its last epoch, on every
+  training tile, noted in the fold's record (choosing on kelp-free tiles would pick the
+  "never kelp" model);
 - the held-out fold k has no kelp: fine; its maps are still predicted and its Dice is 1.0
   only if it predicts no kelp either.
 """
@@ -28,7 +31,7 @@ __all__ = ["FoldPlan", "NoPositivesError", "plan_fold"]
 
 
 class NoPositivesError(ValueError):
-    """The tiles a fold's models would train on hold no kelp row."""
+    """The tiles a fold's models would train on hold no kelp."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def plan_fold(
     if not any(has_kelp[t] for t, _ in train):
         raise NoPositivesError(
             f"fold {fold}: the {len(train)} training tiles (all folds but {fold}) hold no kelp "
-            "row, so no model can learn kelp; make folds that spread the kelp tiles "
+            "pixel, so no model can learn kelp; make folds that spread the kelp tiles "
             "(`kelp data folds` stratifies by has_kelp) or use fewer folds"
         )
     tiles = np.array([t for t, _ in train])
