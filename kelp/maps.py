@@ -1,19 +1,21 @@
-"""Dense per-tile prediction maps on disk: tree probabilities and CNN logits, keyed alike.
+"""Dense per-tile prediction maps on disk: base-model logits and fused probabilities.
 
-A map folder holds one ``<tile_id>.npy`` per tile, ``(H, W) float16``, and a
-``manifest.json`` that says what the maps are (``kind``: ``"probability"`` or ``"logit"``),
-which model made them and, for out-of-fold maps, which fold's model predicted each tile. The
-stacker reads tree and CNN maps the same way and checks from those fold ids that no pixel was
-predicted by a model that trained on it.
+A map folder holds one ``<tile_id>.npy`` per tile, ``(H, W) float32``, and a
+``manifest.json`` that says what the maps are (``kind``: ``"logit"`` for every base model,
+trees and CNN alike; ``"probability"`` for the stacker's fused maps), which model made them
+and, for out-of-fold maps, which fold's model predicted each tile. The stacker reads every
+base model's maps the same way and checks from those fold ids that no pixel was predicted by
+a model that trained on it.
 
 A store being filled under some key (what made its maps: model files, options, tiles)
 carries a ``.partial.json`` with that key until its manifest is written; :func:`open_store`
 with another key deletes the old maps first, so stale maps never mix with new ones and an
 interrupted fill resumes where it stopped.
 
-float16 keeps a 350x350 map at 245 KB; probabilities keep about 3 significant digits
-(absolute error < 5e-4 near 1, far smaller near 0) and logits are clipped to +-60 (well
-inside float16), which is below any threshold resolution we tune.
+Values are stored as float32, exactly as computed (490 KB per 350x350 map; logits clipped to
++-60): the stacker is fit on the very numbers ``kelp predict`` later computes for a test
+tile, with no rounding on one path and not the other. (v0.1 stored float16 tree
+probabilities, which turned every p >= 0.99976 into 1.0, logit 13.8, where predict kept 9.2.)
 """
 
 import json
@@ -70,7 +72,7 @@ class MapStore:
         return self.root / f"{tile_id}.npy"
 
     def write(self, tile_id: str, values: np.ndarray, kind: MapKind) -> Path:
-        """Store one map atomically as float16 (logits clipped to +-60).
+        """Store one map atomically as float32 (logits clipped to +-60).
 
         Raises:
             ValueError: not 2-D, or probabilities outside [0, 1], or NaN.
@@ -86,7 +88,7 @@ class MapStore:
             values = np.clip(values, -LOGIT_CLIP, LOGIT_CLIP)
         path = self.path(tile_id)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, values.astype(np.float16))
+            np.save(f, values)
         return path
 
     def read(self, tile_id: str) -> np.ndarray:

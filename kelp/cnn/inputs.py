@@ -11,27 +11,22 @@ Run directory convention (``RUN`` = ``--run``)::
     RUN/cnn/fold=<k>/log.csv      epoch, train_loss, val_loss, val_dice, lr, seconds
     RUN/cnn/fold=<k>/curves.png   losses, validation Dice and learning rate per epoch
     RUN/cnn/fold=<k>/fold.json    the finished fold's summary (absent while training)
-    RUN/oof/cnn/<tile_id>.npy     out-of-fold logits (H, W) float16, + manifest.json
+    RUN/oof/cnn/<tile_id>.npy     out-of-fold logits (H, W) float32, + manifest.json
     RUN/test/cnn/<tile_id>.npy    fold-averaged logits of `kelp predict-cnn`, + manifest.json
 """
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kelp.data.bands import DEFAULT_BAND_ORDER
 from kelp.data.catalog import TileRecord, scan_catalog
 from kelp.data.folds import FoldAssignment, read_folds
+from kelp.errors import StaleInputError
 from kelp.features import FeatureConfig
-from kelp.features.build import read_manifest
+from kelp.features.manifest import FeatureBuild, read_build
 
 __all__ = ["CnnLayout", "RunInputs", "StaleInputError", "load_inputs"]
-
-
-class StaleInputError(ValueError):
-    """Inputs that do not belong together; the message says which command to rerun."""
 
 
 @dataclass(frozen=True)
@@ -62,24 +57,14 @@ class CnnLayout:
         return self.fold(k) / "last"
 
     def trained_folds(self) -> list[int]:
-        """Folds with a best checkpoint, sorted.
-
-        Raises:
-            FileNotFoundError: none yet; says to run ``kelp train-cnn``.
-        """
+        """Folds with a best checkpoint, sorted (empty when none)."""
         from kelp.cnn.checkpoint import WEIGHTS_FILE
 
-        folds = sorted(
+        return sorted(
             int(p.name.split("=", 1)[1])
             for p in self.root.glob("fold=*")
             if (p / "best" / WEIGHTS_FILE).is_file()
         )
-        if not folds:
-            raise FileNotFoundError(
-                f"no trained fold under {self.root} (expected fold=<k>/best/): run "
-                f"`kelp train-cnn DATA --run {self.run}` first"
-            )
-        return folds
 
     @property
     def oof(self) -> Path:
@@ -100,10 +85,7 @@ class RunInputs:
         data: the dataset folder.
         folds_path: the folds CSV.
         folds_sha256: its SHA-256.
-        features_dir: the feature build folder.
-        features: its manifest.
-        feature_config: the feature config it was built with.
-        band_order: the files' band order it used.
+        build: the feature build (config, band order, names, statistics).
         records: usable train tiles (in the folds and the feature build), by id, sorted.
         fold_of: the fold holding out each of them.
         k: number of folds.
@@ -113,14 +95,31 @@ class RunInputs:
     data: Path
     folds_path: Path
     folds_sha256: str
-    features_dir: Path
-    features: dict[str, Any]
-    feature_config: FeatureConfig
-    band_order: tuple[str, ...]
+    build: FeatureBuild
     records: dict[str, TileRecord]
     fold_of: dict[str, int]
     k: int
     assignment: FoldAssignment
+
+    @property
+    def features_dir(self) -> Path:
+        """The feature build folder."""
+        return self.build.root
+
+    @property
+    def features(self) -> dict[str, Any]:
+        """The feature build's manifest."""
+        return self.build.manifest
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """The feature config the build used."""
+        return self.build.config
+
+    @property
+    def band_order(self) -> tuple[str, ...]:
+        """The files' band order the build used."""
+        return self.build.band_order
 
     def tiles_in(self, fold: int) -> list[str]:
         """Tiles held out in ``fold``, sorted."""
@@ -132,14 +131,7 @@ class RunInputs:
         Raises:
             StaleInputError: the manifest has none for this fold.
         """
-        without = self.features.get("normalisation", {}).get("without_fold", {})
-        if str(fold) not in without:
-            raise StaleInputError(
-                f"{self.features_dir}/manifest.json has no normalisation statistics without "
-                f"fold {fold}: rerun `kelp build-features`"
-            )
-        stats: dict[str, Any] = without[str(fold)]["channels"]
-        return stats
+        return self.build.normalisation(without_fold=fold)
 
 
 def load_inputs(
@@ -163,32 +155,20 @@ def load_inputs(
         StaleInputError: features built from another folds file, with another version of
             the feature code, or from tiles that the dataset no longer has.
     """
-    folds_path, features_dir = Path(folds), Path(features)
+    folds_path = Path(folds)
     try:
-        manifest = read_manifest(features_dir)
+        build = read_build(features)
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error} (or point --features at a feature build); the CNN takes its feature "
             "config and normalisation statistics from it"
         ) from None
     assignment = read_folds(folds_path)
-    sha = hashlib.sha256(folds_path.read_bytes()).hexdigest()
-    if manifest.get("folds_sha256") != sha:
-        raise StaleInputError(
-            f"the features in {features_dir} were built from another folds file than "
-            f"{folds_path}: rerun `kelp build-features --folds {folds_path}`"
-        )
-    config = FeatureConfig.model_validate(manifest["config"])
-    if config.stack_hash() != manifest.get("stack_hash"):
-        raise StaleInputError(
-            f"{features_dir} was built by another version of the feature code (stack hash "
-            f"{manifest.get('stack_hash')} != {config.stack_hash()}): rerun "
-            "`kelp build-features`"
-        )
+    sha = build.check_folds(folds_path)
     catalog, _ = scan_catalog(data)
     train = {r.tile_id: r for r in catalog.train}
     fold_of = dict(zip(assignment.tile_ids, assignment.folds.tolist(), strict=True))
-    built = sorted(manifest.get("tiles", {}))
+    built = sorted(build.tiles)
     gone = [t for t in built if t not in train or t not in fold_of]
     if gone:
         raise StaleInputError(
@@ -200,10 +180,7 @@ def load_inputs(
         data=Path(data),
         folds_path=folds_path,
         folds_sha256=sha,
-        features_dir=features_dir,
-        features=manifest,
-        feature_config=config,
-        band_order=tuple(manifest.get("band_order") or DEFAULT_BAND_ORDER),
+        build=build,
         records={t: train[t] for t in built},
         fold_of={t: int(fold_of[t]) for t in built},
         k=assignment.k,

@@ -39,6 +39,9 @@ def predict_oof(
 ) -> None:
     """Write a fold's best-model logits for every pixel of its held-out tiles.
 
+    The fold ensemble of one model, through :func:`~kelp.cnn.predict.predict_tiles` with the
+    training autocast: the path ``kelp predict`` takes with every fold model.
+
     Args:
         checkpoint: the fold's best checkpoint.
         config: channels (checked against the checkpoint), batch size and TTA.
@@ -92,6 +95,7 @@ def oof_manifest(
         "key": key,
         "kelp_version": __version__,
         "folds": dict(sorted(folds.items())),
+        "k": inputs.k,
         "stack_hash": inputs.features["stack_hash"],
         "folds_sha256": inputs.folds_sha256,
         "channels": list(config.channels),

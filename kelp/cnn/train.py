@@ -30,6 +30,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -107,6 +108,10 @@ def train_cnn(
     )
     check_channels(config.channels, inputs.features["feature_names"])
     chosen = _choose_folds(folds, inputs.k)
+    for fold in layout.trained_folds():
+        if fold >= inputs.k:  # from a split with more folds: never part of an ensemble
+            say(f"removing {layout.fold(fold)}: fold {fold} does not exist in {inputs.folds_path}")
+            shutil.rmtree(layout.fold(fold))
     device = resolve_device(config.device)
     model_lib.check_model(model_lib.ModelSpec.from_config(config))  # fail before any work
     precision = precision_for(config.amp, device)

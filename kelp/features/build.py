@@ -54,7 +54,7 @@ from kelp.features.config import FeatureConfig
 from kelp.features.sampling import KINDS, sample_pixels, tile_rng
 from kelp.features.stack import build_channels, channel_names
 
-__all__ = ["KEY_COLUMNS", "FeatureBuildError", "build_features", "read_manifest"]
+__all__ = ["KEY_COLUMNS", "FeatureBuildError", "build_features"]
 
 KEY_COLUMNS = ("tile_id", "row", "col", "fold", "label", "kind", "weight")
 OnError = Literal["fail", "skip"]
@@ -460,16 +460,3 @@ def _manifest(
         "normalisation": {"train": everything.summary(names), "without_fold": without},
         "seconds": round(seconds, 3),
     }
-
-
-def read_manifest(out: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``OUT/manifest.json`` of a feature build.
-
-    Raises:
-        FileNotFoundError: no manifest; the message says which command writes it.
-    """
-    path = Path(out) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `kelp build-features` first")
-    manifest: dict[str, Any] = json.loads(path.read_text())
-    return manifest

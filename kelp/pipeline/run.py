@@ -164,7 +164,7 @@ def _stage_features(ctx: _Context) -> dict[str, Any]:
 def _stage_trees(ctx: _Context) -> dict[str, Any]:
     from kelp.tabular.train import train_trees
 
-    return train_trees(ctx.data, ctx.run, ctx.config.tabular, band_order=ctx.config.data.band_order)
+    return train_trees(ctx.data, ctx.run, ctx.config.tabular)
 
 
 def _stage_cnn(ctx: _Context) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kelp.features.config import SamplingConfig
 
@@ -42,7 +42,9 @@ class StackConfig(_Frozen):
         meta: the meta-model fit on all out-of-fold pixels and used by ``kelp predict``;
             ``logistic`` by default: a calibrated linear fusion of logits that cannot overfit
             a few hundred tiles.
-        compare: meta-models cross-validated for the comparison table.
+        compare: meta-models cross-validated for the comparison table; ``meta`` is always
+            among them (added when missing), so its decision is chosen on its own
+            cross-validated maps of this very run.
         models: base models to fuse (folder names under ``RUN/oof``); empty = all found.
         sampling: out-of-fold pixels the meta-models are fit on (as in the feature table).
         lightgbm: parameters of the LightGBM meta-model.
@@ -75,3 +77,9 @@ class StackConfig(_Frozen):
         if not compare:
             raise ValueError("compare needs at least one meta-model")
         return compare
+
+    @model_validator(mode="after")
+    def _meta_is_compared(self) -> "StackConfig":
+        if self.meta not in self.compare:
+            object.__setattr__(self, "compare", (*self.compare, self.meta))
+        return self

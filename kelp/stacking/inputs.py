@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kelp.data.folds import FoldAssignment
-from kelp.maps import MapKind, MapStore, logit
+from kelp.maps import MapStore
 
 __all__ = ["BaseMaps", "StaleMapsError", "open_base_maps", "train_command"]
 
@@ -31,27 +31,26 @@ def train_command(model: str) -> str:
 
 @dataclass(frozen=True)
 class BaseMaps:
-    """Out-of-fold maps of the base models, read as logits.
+    """Out-of-fold logit maps of the base models.
 
     Attributes:
         names: model names, the CNN first, then the trees by name.
         stores: their map folders.
-        kinds: ``"logit"`` or ``"probability"`` per model.
+        keys: the key each model's maps were made under (what ``kelp predict`` checks its
+            fold ensembles against).
+        stack_hash: the channel stack every model was trained on.
         fold_of: the fold that held each train tile out.
     """
 
     names: tuple[str, ...]
     stores: tuple[MapStore, ...]
-    kinds: tuple[MapKind, ...]
+    keys: tuple[str, ...]
+    stack_hash: str | None
     fold_of: dict[str, int]
 
     def logits(self, tile_id: str) -> np.ndarray:
-        """``(M, H, W) float32``: each model's logit (tree probabilities via ``logit``)."""
-        maps = [
-            store.read(tile_id) if kind == "logit" else logit(store.read(tile_id))
-            for store, kind in zip(self.stores, self.kinds, strict=True)
-        ]
-        return np.stack(maps)
+        """``(M, H, W) float32``: each model's logit, as stored."""
+        return np.stack([store.read(tile_id) for store in self.stores])
 
 
 def open_base_maps(
@@ -84,7 +83,9 @@ def open_base_maps(
         )
     names.sort(key=lambda n: (n != "cnn", n))
     sha = hashlib.sha256(Path(folds_path).read_bytes()).hexdigest()
-    stores, kinds, stack_hashes = [], [], {}
+    stores: list[MapStore] = []
+    keys: list[str] = []
+    stack_hashes: dict[str, str | None] = {}
     for name in names:
         store = MapStore(oof / name)
         try:
@@ -116,8 +117,14 @@ def open_base_maps(
                 f"{len(wrong)} map(s) of {name!r} were predicted by another fold's model than "
                 f"the one holding the tile out (e.g. {wrong[:3]}): rerun `{train_command(name)}`"
             )
+        if manifest.get("kind") != "logit":
+            raise StaleMapsError(
+                f"out-of-fold maps of {name!r} in {store.root} hold {manifest.get('kind')} values "
+                f"from an older kelp (base models now store float32 logits): rerun "
+                f"`{train_command(name)}`"
+            )
         stores.append(store)
-        kinds.append(manifest["kind"])
+        keys.append(str(manifest.get("key")))
         stack_hashes[name] = manifest.get("stack_hash")
     if len(set(stack_hashes.values())) > 1:
         raise StaleMapsError(
@@ -125,4 +132,5 @@ def open_base_maps(
             "features once and retrain them all"
         )
     fold_of = dict(zip(assignment.tile_ids, assignment.folds.tolist(), strict=True))
-    return BaseMaps(tuple(names), tuple(stores), tuple(kinds), fold_of)
+    stack_hash = next(iter(stack_hashes.values()))
+    return BaseMaps(tuple(names), tuple(stores), tuple(keys), stack_hash, fold_of)

@@ -22,7 +22,16 @@ from kelp._files import atomic_path
 from kelp.metrics import Counts
 from kelp.stacking.config import PostprocessConfig
 
-__all__ = ["SWEEP_COLUMNS", "Decision", "Sweep", "coarse_grid", "decision_record", "fine_grid"]
+__all__ = [
+    "SWEEP_COLUMNS",
+    "Decision",
+    "Sweep",
+    "coarse_grid",
+    "decision_record",
+    "fine_grid",
+    "pool",
+    "rank",
+]
 
 Morphology = Literal["none", "open", "close"]
 SWEEP_COLUMNS = (
@@ -128,16 +137,7 @@ class Sweep:
 
     def ranked(self) -> list[tuple[Decision, Counts]]:
         """Every decision with its counts, best global Dice first (ties: simpler first)."""
-        return sorted(
-            self.counts.items(),
-            key=lambda kv: (
-                -kv[1].dice,
-                kv[0].morphology != "none",
-                kv[0].land_mask,
-                kv[0].min_area,
-                abs(kv[0].threshold - 0.5),
-            ),
-        )
+        return rank(self.counts)
 
     def best(self) -> tuple[Decision, Counts]:
         """The decision with the highest global Dice."""
@@ -157,14 +157,69 @@ class Sweep:
         return path
 
 
-def decision_record(decision: Decision, counts: Counts, n_tiles: int) -> dict[str, Any]:
-    """The chosen decision with the metric it optimised, JSON-ready."""
+def rank(counts: dict[Decision, Counts]) -> list[tuple[Decision, Counts]]:
+    """Decisions with their counts, best global Dice first (ties: simpler first)."""
+    return sorted(
+        counts.items(),
+        key=lambda kv: (
+            -kv[1].dice,
+            kv[0].morphology != "none",
+            kv[0].land_mask,
+            kv[0].min_area,
+            abs(kv[0].threshold - 0.5),
+        ),
+    )
+
+
+def pool(parts: Sequence[dict[Decision, Counts]]) -> dict[Decision, Counts]:
+    """Sum the counts of several sweeps, keeping the decisions all of them scored."""
+    common = set.intersection(*(set(p) for p in parts)) if parts else set()
+    return {d: sum((p[d] for p in parts[1:]), parts[0][d]) for d in common}
+
+
+def _metrics(counts: Counts) -> dict[str, float]:
     return {
-        **asdict(decision),
-        "metric": "global_dice",
         "dice": round(counts.dice, 6),
         "precision": round(counts.precision, 6),
         "recall": round(counts.recall, 6),
+    }
+
+
+def decision_record(
+    decision: Decision,
+    counts: Counts,
+    n_tiles: int,
+    nested: Counts,
+    per_fold: dict[int, tuple[Decision, Counts]],
+) -> dict[str, Any]:
+    """The chosen decision with its nested and its in-sample figure, JSON-ready.
+
+    Args:
+        decision: chosen on every fold's out-of-fold fused maps (what ``kelp predict`` uses).
+        counts: its counts on those same maps (in-sample: optimistic).
+        n_tiles: tiles it was chosen on.
+        nested: pooled counts of each fold under the decision chosen on the other folds.
+        per_fold: that decision and the fold's counts, per fold.
+
+    Returns:
+        ``dice`` (and ``precision``, ``recall``) is the nested figure, the headline;
+        ``in_sample`` holds the optimistic one.
+    """
+    return {
+        **asdict(decision),
+        "metric": "global_dice",
+        **_metrics(nested),
+        "nested": {
+            **_metrics(nested),
+            "rule": "each fold scored with the decision chosen on the other folds, pooled",
+            "per_fold": {
+                str(f): {**asdict(d), "dice": round(c.dice, 6)} for f, (d, c) in per_fold.items()
+            },
+        },
+        "in_sample": {
+            **_metrics(counts),
+            "rule": "the decision's Dice on the same maps it was chosen on (optimistic)",
+        },
         "n_tiles": n_tiles,
         "chosen_on": "out-of-fold fused maps",
     }

@@ -1,13 +1,16 @@
 """`kelp predict`: masks for new tiles, each tile on its own, with the stacked models.
 
-For each tile, independently: its channel stack (computed once), each tree model's
-probability (the mean of its fold models), the CNN's logit (the mean of its fold models,
-with TTA as its out-of-fold logits were made), the meta-model of ``kelp stack``, the
-post-processing decision chosen on out-of-fold data, and ``<tile_id>_kelp.tif`` (uint8 0/1,
-the input's shape and transform) in ``RUN/predictions/``; then ``submission.tar``.
+For each tile, independently: its channel stack (computed once, in the band order of the
+feature build), each base model's fold ensemble (the mean of its fold models' logits, the
+CNN with TTA and autocast as its out-of-fold logits were made), the meta-model of
+``kelp stack``, the post-processing decision chosen on out-of-fold data, and
+``<tile_id>_kelp.tif`` (uint8 0/1, the input's shape and transform) in
+``RUN/predictions/``; then ``submission.tar``. Nothing is predicted when the folds file,
+the feature build or a base model changed after ``kelp stack``.
 
-Resumable: the folder carries the key of what makes its masks (models, meta-model,
-decision); a rerun with the same key skips tiles already written, another key starts over.
+Resumable: the folder carries the key of what makes its masks (meta-model, the stacker's
+and every base model's keys, decision); a rerun with the same key skips tiles already
+written, another key starts over.
 """
 
 import hashlib
@@ -27,11 +30,11 @@ from kelp.data.catalog import DatasetError, Problem, scan_catalog
 from kelp.data.io import TileError, pack_submission, write_mask
 from kelp.data.tile import Tile, load_tile
 from kelp.devices import Device
-from kelp.features.build import read_manifest
+from kelp.errors import StaleInputError
 from kelp.features.channels import land_mask
-from kelp.features.config import FeatureConfig
+from kelp.features.manifest import FeatureBuild, read_build
 from kelp.features.stack import build_channels
-from kelp.maps import logit
+from kelp.maps import store_manifest
 from kelp.stacking.postprocess import Decision
 from kelp.stacking.stack import fused_probability, load_meta
 
@@ -42,107 +45,131 @@ _PARTIAL = ".partial.json"
 
 
 class BaseEnsemble:
-    """The base models of a run, predicting one tile at a time from one channel stack.
+    """The base models the stacker was fit on, predicting one tile at a time.
+
+    Each family is its fold ensemble (:func:`kelp.tabular.predict.fold_logits`,
+    :class:`kelp.cnn.predict.CnnEnsemble`): the code that wrote the out-of-fold maps, so a
+    train tile through the fold model that held it out gives its out-of-fold map again.
+    Before anything is loaded, the run is checked against what ``kelp stack`` recorded: the
+    same folds file, the same feature build and, per base model, maps made under the same
+    key; each fold model must then carry that key (see the family loaders).
 
     Args:
         run: the run folder.
-        names: base model names in the meta-model's order (``cnn`` and tree names).
+        stacking: ``RUN/stacking/manifest.json`` of the stacker.
         tta: CNN test-time augmentation; ``None`` = as its out-of-fold logits were made.
         device: where the CNN runs.
+        folds: fold models to use; ``None`` = every fold (``kelp predict``). One fold
+            reproduces that fold's out-of-fold maps.
+
+    Raises:
+        StaleInputError: anything changed since ``kelp stack``; says which command to run.
     """
 
     def __init__(
-        self, run: Path, names: Sequence[str], tta: bool | None = None, device: Device = "auto"
+        self,
+        run: Path,
+        stacking: dict[str, Any],
+        tta: bool | None = None,
+        device: Device = "auto",
+        folds: Sequence[int] | None = None,
     ) -> None:
         from kelp.tabular.data import check_feature_names
         from kelp.tabular.predict import load_fold_models
 
-        features = read_manifest(run / "features")
-        self.config = FeatureConfig.model_validate(features["config"])
-        self.band_order = tuple(features["band_order"])
-        self.feature_names = list(features["feature_names"])
-        self.names = tuple(names)
+        build = _check_unchanged(run, stacking)
+        self.config = build.config
+        self.band_order = build.band_order
+        self.feature_names = list(build.feature_names)
+        self.names = tuple(stacking["models"])
         self.trees = {}
         for name in self.names:
             if name == "cnn":
                 continue
-            models = load_fold_models(run, name)
+            models = load_fold_models(run, name, folds)
             for model in models.values():
                 check_feature_names(model.feature_names_in_, self.feature_names, f"{name} model")
             self.trees[name] = list(models.values())
-        self.cnn = _CnnEnsemble(run, self.feature_names, tta, device) if "cnn" in names else None
+        self.cnn = None
+        if "cnn" in self.names:
+            from kelp.cnn.device import resolve_device
+            from kelp.cnn.predict import load_ensemble
+
+            self.cnn = load_ensemble(run, resolve_device(device), folds, tta)
+            self.cnn_index = [self.feature_names.index(c) for c in self.cnn.channels]
 
     def logits(self, tile: Tile) -> np.ndarray:
         """``(M, H, W) float32`` logits of every base model, in :attr:`names` order."""
-        from kelp.tabular.predict import pixel_rows, predict_pixels
+        from kelp.tabular.predict import fold_logits, pixel_rows
 
         stack, _ = build_channels(tile, self.config)
         rows = None
         out = []
         for name in self.names:
             if name == "cnn" and self.cnn is not None:
-                out.append(self.cnn.logits(stack, tile.tile_id))
+                out.append(self.cnn.tile_logits(stack[self.cnn_index], tile.tile_id))
                 continue
             rows = pixel_rows(stack) if rows is None else rows
-            prob = np.mean([predict_pixels(m, rows) for m in self.trees[name]], axis=0)
-            out.append(logit(prob.reshape(tile.shape)))
+            out.append(fold_logits(self.trees[name], rows).reshape(tile.shape))
         return np.stack(out)
 
     def describe(self) -> dict[str, Any]:
         """What the ensemble is made of, for the manifest and the key."""
-        return {
-            "trees": {n: len(ms) for n, ms in self.trees.items()},
-            "cnn": self.cnn.describe() if self.cnn is not None else None,
-        }
+        cnn = None
+        if self.cnn is not None:
+            cnn = {
+                "folds": list(self.cnn.folds),
+                "tta": self.cnn.tta,
+                "precision": self.cnn.precision.name,
+                "key": self.cnn.key,
+                "checkpoints": [str(c.path) for c in self.cnn.checkpoints],
+            }
+        return {"trees": {n: len(ms) for n, ms in self.trees.items()}, "cnn": cnn}
 
 
-class _CnnEnsemble:
-    """The CNN's fold checkpoints, fed the CNN's channels taken from the full stack."""
-
-    def __init__(
-        self, run: Path, feature_names: Sequence[str], tta: bool | None, device: Device
-    ) -> None:
-        from kelp.cnn.checkpoint import load_checkpoint
-        from kelp.cnn.device import resolve_device
-        from kelp.cnn.inputs import CnnLayout
-        from kelp.cnn.tta import D4, IDENTITY
-        from kelp.maps import store_manifest
-
-        layout = CnnLayout(run)
-        folds = layout.trained_folds()
-        self.device = resolve_device(device)
-        self.checkpoints = [load_checkpoint(layout.best(k), None, self.device) for k in folds]
-        channels = self.checkpoints[0].channels
-        self.index = [list(feature_names).index(c) for c in channels]
-        oof = store_manifest(layout.oof) or {}
-        self.tta = bool(oof.get("tta", False)) if tta is None else tta
-        self.transforms = D4 if self.tta else IDENTITY
-        self.folds = folds
-
-    def logits(self, stack: np.ndarray, tile_id: str) -> np.ndarray:
-        import torch
-
-        from kelp.cnn.tta import tta_logits
-
-        raw = stack[self.index]
-        total = np.zeros(stack.shape[1:], np.float32)
-        with torch.inference_mode():
-            for ckpt in self.checkpoints:
-                x = torch.from_numpy(ckpt.normaliser(raw, f"tile {tile_id}")[None]).to(self.device)
-                total += tta_logits(ckpt.model, x, self.transforms)[0].cpu().numpy()
-        return total / len(self.checkpoints)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "folds": self.folds,
-            "tta": self.tta,
-            "checkpoints": [str(c.path) for c in self.checkpoints],
-        }
+def _check_unchanged(run: Path, stacking: dict[str, Any]) -> FeatureBuild:
+    """The run's feature build, after checking nothing the stacker used has changed since."""
+    rerun = "rerun `kelp stack` (or `kelp run`, which redoes what is stale)"
+    if "base_keys" not in stacking:
+        raise StaleInputError(f"{run / 'stacking'} was made by an older kelp: {rerun}")
+    folds = run / "folds.csv"
+    if not folds.is_file() or _sha256(folds) != stacking["folds_sha256"]:
+        raise StaleInputError(
+            f"{folds} changed after `kelp stack`: retrain the base models on it "
+            "(`kelp train-trees`, `kelp train-cnn`), then `kelp stack`; `kelp run` does all"
+        )
+    build = read_build(run / "features")
+    if build.stack_hash != stacking["stack_hash"]:
+        raise StaleInputError(
+            f"the features in {build.root} changed after `kelp stack` (stack "
+            f"{stacking['stack_hash']}, now {build.stack_hash}): retrain the base models and "
+            f"{rerun}"
+        )
+    for name, key in stacking["base_keys"].items():
+        current = store_manifest(run / "oof" / name)
+        if current is None or current.get("key") != key:
+            raise StaleInputError(
+                f"the {name} model changed after `kelp stack` (its out-of-fold maps in "
+                f"{run / 'oof' / name} are not the ones the stacker was fit on): {rerun}"
+            )
+    return build
 
 
-def _key(run: Path, record: dict[str, Any], decision: dict[str, Any], tta: bool | None) -> str:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _key(run: Path, stacking: dict[str, Any], decision: dict[str, Any], tta: bool | None) -> str:
+    """What the masks depend on: meta-model, stacker key, base-model keys, decision, TTA."""
     meta_bytes = (run / "stacking" / "meta.joblib").read_bytes()
-    payload = [hashlib.sha256(meta_bytes).hexdigest(), record, decision, tta, __version__]
+    payload = [
+        hashlib.sha256(meta_bytes).hexdigest(),
+        stacking["key"],
+        stacking["base_keys"],
+        decision,
+        tta,
+        __version__,
+    ]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :16
     ]
@@ -180,6 +207,7 @@ def predict(
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     run = Path(run)
     meta, record, decision_record = load_meta(run)
+    stacking = json.loads((run / "stacking" / "manifest.json").read_text())
     decision = Decision(
         threshold=decision_record["threshold"],
         land_mask=decision_record["land_mask"],
@@ -193,9 +221,9 @@ def predict(
     records = catalog.test
     if not records:
         raise ValueError(f"no test tiles (tiles without a kelp mask) in {data}")
-    ensemble = BaseEnsemble(run, record["models"], tta, device)
+    ensemble = BaseEnsemble(run, stacking, tta, device)
     out_dir = Path(out) if out is not None else run / "predictions"
-    key = _key(run, record, decision_record, tta)
+    key = _key(run, stacking, decision_record, tta)
     _open(out_dir, key)
     written = []
     for rec in track(records, f"predicting {len(records)} tiles"):

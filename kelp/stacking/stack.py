@@ -40,14 +40,23 @@ from kelp.data.catalog import open_catalog
 from kelp.data.folds import read_folds
 from kelp.data.tile import Tile, load_tile
 from kelp.features.channels import land_mask
+from kelp.features.manifest import FeatureBuild, read_build
 from kelp.features.sampling import sample_pixels
-from kelp.maps import MapStore, sigmoid
+from kelp.maps import MapStore, finish_store, open_store, sigmoid
 from kelp.metrics import Counts
 from kelp.oof_report import build_report, write_report
 from kelp.stacking.config import MetaName, StackConfig
-from kelp.stacking.inputs import BaseMaps, open_base_maps
+from kelp.stacking.inputs import BaseMaps, StaleMapsError, open_base_maps
 from kelp.stacking.meta import MetaModel, create_meta, feature_names, meta_features
-from kelp.stacking.postprocess import Decision, Sweep, coarse_grid, decision_record, fine_grid
+from kelp.stacking.postprocess import (
+    Decision,
+    Sweep,
+    coarse_grid,
+    decision_record,
+    fine_grid,
+    pool,
+    rank,
+)
 from kelp.stacking.visual import pick_across_range, prediction_grid
 from kelp.thresholds import ThresholdCounts
 
@@ -91,12 +100,13 @@ class _Truth:
         return np.unpackbits(self.land, count=n).reshape(self.shape).astype(bool)
 
 
-def _key(config: StackConfig, base: BaseMaps, folds_sha: str) -> str:
-    manifests = {n: s.manifest() for n, s in zip(base.names, base.stores, strict=True)}
+def _key(config: StackConfig, base: BaseMaps, folds_sha: str, build: FeatureBuild) -> str:
     payload = [
         config.model_dump(mode="json"),
         folds_sha,
-        {n: m.get("key", m.get("folds")) for n, m in manifests.items()},
+        dict(zip(base.names, base.keys, strict=True)),
+        build.stack_hash,
+        build.band_order,
         __version__,
     ]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
@@ -154,8 +164,15 @@ def stack(
     catalog = open_catalog(data)
     assignment = read_folds(folds_path, catalog)
     base = open_base_maps(run, assignment, folds_path, config.models)
+    build = read_build(run / "features")
+    if base.stack_hash != build.stack_hash:
+        raise StaleMapsError(
+            f"the base models were trained on channel stack {base.stack_hash}, the feature "
+            f"build in {build.root} is now {build.stack_hash}: retrain them "
+            "(`kelp train-trees`, `kelp train-cnn`)"
+        )
     folds_sha = hashlib.sha256(folds_path.read_bytes()).hexdigest()
-    key = _key(config, base, folds_sha)
+    key = _key(config, base, folds_sha, build)
     manifest_path = out / "manifest.json"
     if not force and manifest_path.is_file():
         previous: dict[str, Any] = json.loads(manifest_path.read_text())
@@ -170,7 +187,7 @@ def stack(
     rows: dict[str, _Rows] = {}
     truths: dict[str, _Truth] = {}
     for tile_id in track(tile_ids, "sampling out-of-fold pixels"):
-        truths[tile_id] = known = _Truth.of(load_tile(records[tile_id]))
+        truths[tile_id] = known = _Truth.of(load_tile(records[tile_id], build.band_order))
         mask = known.truth()
         logits = base.logits(tile_id)
         sample = sample_pixels(mask, tile_id, config.sampling, config.seed)
@@ -188,7 +205,7 @@ def stack(
     k = assignment.k
     names = [*base.names, AVERAGE, *(f"stack-{m}" for m in config.compare)]
     counts = {n: {f: ThresholdCounts() for f in range(k)} for n in names}
-    fused_store = MapStore(out / "oof")
+    fused_store = open_store(out / "oof", key)  # maps of another meta or run are removed
     for fold in range(k):
         train = [r for r in rows.values() if r.fold != fold]
         metas = {m: _fit(m, train, config) for m in config.compare}
@@ -209,15 +226,16 @@ def stack(
     for suffix in (".json", ".csv"):
         (out / f"report{suffix}").replace(out / f"comparison{suffix}")
 
-    decision, decision_counts = _choose(fused_store, tile_ids, truths, config)
-    fused_store.write_manifest(
+    choice = _choose(fused_store, tile_ids, base.fold_of, truths, config)
+    finish_store(
+        fused_store,
         {
             "kind": "probability",
             "model": f"stack-{config.meta}",
             "folds": {t: base.fold_of[t] for t in tile_ids},
             "folds_sha256": folds_sha,
             "key": key,
-        }
+        },
     )
     final = _fit(config.meta, list(rows.values()), config)
     with atomic_path(out / "meta.joblib") as tmp:
@@ -225,14 +243,16 @@ def stack(
     meta_record = {
         "meta": config.meta,
         "models": list(base.names),
-        "kinds": list(base.kinds),
+        "keys": dict(zip(base.names, base.keys, strict=True)),
         "features": feature_names(base.names, final.spatial),
         "learned": final.describe(),
     }
     with atomic_path(out / "meta.json") as tmp:
         tmp.write_text(json.dumps(meta_record, indent=2))
-    _draw(fused_store, tile_ids, records, truths, decision, out / "grid.png", config.grid_tiles)
-    record = decision_record(decision, decision_counts, len(tile_ids))
+    decision = choice.decision
+    _draw(fused_store, tile_ids, records, truths, decision, out / "grid.png", config.grid_tiles,
+          build.band_order)  # fmt: skip
+    record = decision_record(decision, choice.counts, len(tile_ids), choice.nested, choice.per_fold)
     with atomic_path(out / "decision.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2))
     manifest = {
@@ -242,11 +262,15 @@ def stack(
         "config": config.model_dump(mode="json"),
         "folds": str(folds_path.resolve()),
         "folds_sha256": folds_sha,
+        "stack_hash": build.stack_hash,
+        "band_order": list(build.band_order),
         "models": list(base.names),
+        "base_keys": dict(zip(base.names, base.keys, strict=True)),
         "meta": meta_record,
         "decision": record,
         "comparison": {
             n: {
+                "dice_nested": m["nested"]["dice"] if m["nested"] else None,
                 "dice_at_0.5": m["overall"]["at_0.5"]["dice"],
                 "best_threshold": m["overall"]["best"]["threshold"],
                 "dice_at_best": m["overall"]["best"]["dice"],
@@ -262,29 +286,76 @@ def stack(
     say(
         f"decision (on out-of-fold fused maps): threshold {decision.threshold:.2f}, land mask "
         f"{'on' if decision.land_mask else 'off'}, min area {decision.min_area}, "
-        f"morphology {decision.morphology}: global Dice {decision_counts.dice:.4f}"
+        f"morphology {decision.morphology}: nested global Dice {choice.nested.dice:.4f} "
+        f"(each fold under the decision chosen on the others; in-sample "
+        f"{choice.counts.dice:.4f})"
     )
     return manifest
 
 
-def _choose(
-    store: MapStore, tile_ids: list[str], truths: dict[str, _Truth], config: StackConfig
-) -> tuple[Decision, Counts]:
-    pp = config.postprocess
+@dataclass(frozen=True)
+class _Choice:
+    """The post-processing decision, in-sample and nested."""
 
-    def run_sweep(thresholds: list[float], label: str) -> Sweep:
-        sweep = Sweep(thresholds, pp)
+    decision: Decision
+    counts: Counts  # the decision on the maps it was chosen on (optimistic)
+    nested: Counts  # each fold under the decision chosen on the other folds, pooled
+    per_fold: dict[int, tuple[Decision, Counts]]
+
+
+def _choose(
+    store: MapStore,
+    tile_ids: list[str],
+    fold_of: dict[str, int],
+    truths: dict[str, _Truth],
+    config: StackConfig,
+) -> _Choice:
+    """Choose the decision on all folds, and score each fold under one chosen on the others.
+
+    Two passes over the fused maps, with per-fold counts: the coarse threshold grid, then
+    the fine grids around the coarse optimum of every selection (all folds, all folds but
+    k), so each nested choice searches exactly the grid the final choice searches.
+    """
+    pp = config.postprocess
+    folds = sorted({fold_of[t] for t in tile_ids})
+
+    def run_sweep(thresholds: list[float], label: str) -> dict[int, dict[Decision, Counts]]:
+        sweeps = {f: Sweep(thresholds, pp) for f in folds}
         for tile_id in track(tile_ids, label):
             known = truths[tile_id]
-            sweep.update(store.read(tile_id), known.truth(), known.land_mask())
-        return sweep
+            sweeps[fold_of[tile_id]].update(store.read(tile_id), known.truth(), known.land_mask())
+        return {f: sweep.counts for f, sweep in sweeps.items()}
 
     coarse = run_sweep(coarse_grid(pp.coarse_step), "post-processing: coarse thresholds")
-    centre = coarse.best()[0].threshold
-    fine = run_sweep(fine_grid(centre, pp.coarse_step, pp.fine_step), "post-processing: refine")
-    fine.counts.update({d: c for d, c in coarse.counts.items() if d not in fine.counts})
-    fine.write_csv(store.root.parent / "sweep.csv")
-    return fine.best()
+    selections: dict[int | None, list[int]] = {None: folds}
+    selections.update({f: [g for g in folds if g != f] for f in folds if len(folds) > 1})
+    centres = {
+        s: rank(pool([coarse[f] for f in chosen]))[0][0].threshold
+        for s, chosen in selections.items()
+    }
+    grids = {s: fine_grid(c, pp.coarse_step, pp.fine_step) for s, c in centres.items()}
+    fine = run_sweep(sorted({t for g in grids.values() for t in g}), "post-processing: refine")
+
+    def searched(selection: int | None, fold: int) -> dict[Decision, Counts]:
+        """Fold ``fold``'s counts on the grid that ``selection`` searches."""
+        grid = set(grids[selection])
+        extra = {d: c for d, c in fine[fold].items() if d.threshold in grid}
+        return {**coarse[fold], **extra}
+
+    everything = pool([searched(None, f) for f in folds])
+    sweep = Sweep([], pp)
+    sweep.counts = everything
+    sweep.write_csv(store.root.parent / "sweep.csv")
+    decision, counts = rank(everything)[0]
+    per_fold: dict[int, tuple[Decision, Counts]] = {}
+    for fold in folds:
+        if fold not in selections:  # one fold only: nothing to choose on but itself
+            per_fold[fold] = (decision, searched(None, fold)[decision])
+            continue
+        chosen, _ = rank(pool([searched(fold, f) for f in selections[fold]]))[0]
+        per_fold[fold] = (chosen, searched(fold, fold)[chosen])
+    nested = sum((c for _, c in list(per_fold.values())[1:]), next(iter(per_fold.values()))[1])
+    return _Choice(decision, counts, nested, per_fold)
 
 
 def comparison_table(report: dict[str, Any]) -> Table:
@@ -320,6 +391,7 @@ def _draw(
     decision: Decision,
     out: Path,
     n: int,
+    band_order: tuple[str, ...],
 ) -> None:
     """Grid of tiles across the per-tile Dice range (tiles with kelp, true or predicted)."""
     scored = []
@@ -331,7 +403,7 @@ def _draw(
     if not scored or n < 1:
         return
     picked = [scored[i][0] for i in pick_across_range([d for _, d in scored], n)]
-    tiles = [load_tile(records[t]) for t in picked]
+    tiles = [load_tile(records[t], band_order) for t in picked]
     probs = [store.read(t) for t in picked]
     masks = [decision.apply(p, land_mask(t)) for p, t in zip(probs, tiles, strict=True)]
     prediction_grid(tiles, probs, masks, out)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kelp.features.build import KEY_COLUMNS, read_manifest
+from kelp.features.build import KEY_COLUMNS
+from kelp.features.manifest import read_manifest
 
 __all__ = ["FeatureMismatchError", "FeatureTable", "check_feature_names", "load_table"]
 

@@ -1,4 +1,4 @@
-"""Dense prediction: every pixel of a tile's channel stack, by one model or a fold average.
+"""Dense prediction: every pixel of a tile's channel stack, by one model or a fold ensemble.
 
 The stack is computed by the same ``kelp.features.build_channels`` that made the table,
 with the feature config stored in each model's folder; its channel names and stack hash
@@ -13,18 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from kelp.data.bands import DEFAULT_BAND_ORDER
 from kelp.data.catalog import TileRecord
 from kelp.data.tile import load_tile
+from kelp.errors import StaleInputError
 from kelp.features.config import FeatureConfig
+from kelp.features.manifest import read_build
 from kelp.features.stack import build_channels, channel_names
-from kelp.maps import MapStore
+from kelp.maps import MapStore, logit, sigmoid, store_manifest
 from kelp.tabular.data import FeatureMismatchError, check_feature_names
 from kelp.tabular.models.base import MODEL_JSON, TreeModel
 from kelp.tabular.registry import load_model
 
 __all__ = [
     "feature_config_of",
+    "fold_dirs",
+    "fold_logits",
     "load_fold_models",
     "pixel_rows",
     "predict_pixels",
@@ -78,15 +81,43 @@ def feature_config_of(model: TreeModel) -> FeatureConfig:
     return config
 
 
+def fold_logits(
+    models: Sequence[TreeModel], rows: np.ndarray, chunk_pixels: int = CHUNK_PIXELS
+) -> np.ndarray:
+    """The tree fold ensemble: ``(N,) float32`` mean over ``models`` of ``logit(P(kelp))``.
+
+    One code path for out-of-fold maps (an ensemble of the one fold model that held the tile
+    out) and for test tiles (every fold model), so that the same tile through the same model
+    gives the same number on both paths; averaging in logit space, as for the CNN.
+    """
+    total = np.zeros(len(rows), np.float32)
+    for model in models:
+        total += logit(predict_pixels(model, rows, chunk_pixels))
+    return total / np.float32(len(models))
+
+
+def fold_dirs(run: str | os.PathLike[str], model: str) -> dict[int, Path]:
+    """``{k: RUN/tabular/<model>/fold=<k>}`` of every fold folder holding a saved model."""
+    root = Path(run) / "tabular" / model
+    return {
+        int(p.parent.name.removeprefix("fold=")): p.parent
+        for p in root.glob(f"fold=*/{MODEL_JSON}")
+    }
+
+
 def load_fold_models(
     run: str | os.PathLike[str], model: str, folds: Sequence[int] | None = None
 ) -> dict[int, TreeModel]:
-    """The fold models of ``RUN/tabular/<model>/fold=<k>/``.
+    """The fold models of ``RUN/tabular/<model>/fold=<k>/`` that made its out-of-fold maps.
+
+    When ``RUN/oof/<model>/manifest.json`` exists (``kelp train-trees`` has finished), the
+    ensemble is folds ``0..k-1`` of that manifest, each trained under its key: a fold
+    folder left over from another k, or a fold retrained since, is refused.
 
     Args:
         run: the run folder.
         model: model name.
-        folds: which folds; ``None`` = every fold trained.
+        folds: which folds; ``None`` = every fold of the current split.
 
     Returns:
         ``{k: model}`` sorted by k.
@@ -95,30 +126,37 @@ def load_fold_models(
         FileNotFoundError: no trained fold (or a requested fold missing); says which command
             trains it.
         FeatureMismatchError: fold models disagree on their features.
-        ValueError: fold models from different training settings (a stale fold).
+        StaleInputError: fold models from different training settings, or a fold that does
+            not belong to the maps' split; says to rerun ``kelp train-trees``.
     """
     root = Path(run) / "tabular" / model
-    found = {
-        int(p.parent.name.removeprefix("fold=")): p.parent
-        for p in root.glob(f"fold=*/{MODEL_JSON}")
-    }
-    wanted = sorted(found) if folds is None else sorted(folds)
+    rerun = f"rerun `kelp train-trees --models {model}`"
+    found = fold_dirs(run, model)
+    oof = store_manifest(Path(run) / "oof" / model)
+    if oof is not None and "k" in oof:
+        leftover = sorted(f for f in found if f >= oof["k"])
+        if leftover:
+            raise StaleInputError(
+                f"{root}: fold(s) {leftover} are left over from a split with more folds than "
+                f"the current {oof['k']}: {rerun} (it removes them)"
+            )
+    default = sorted(found) if oof is None or "k" not in oof else list(range(oof["k"]))
+    wanted = default if folds is None else sorted(folds)
     missing = [k for k in wanted if k not in found]
     if not wanted or missing:
         what = f"fold(s) {missing}" if missing else "no fold"
-        raise FileNotFoundError(
-            f"{root}: {what} of a trained {model} model: run `kelp train-trees --models {model}`"
-        )
+        raise FileNotFoundError(f"{root}: {what} of a trained {model} model: {rerun}")
     models = {k: load_model(found[k]) for k in wanted}
     first = models[wanted[0]]
+    expected_key = oof.get("key") if oof is not None else first.inputs.get("key")
     for k, m in models.items():
         check_feature_names(
             first.feature_names_in_, m.feature_names_in_, f"{model} fold {k} vs fold {wanted[0]}"
         )
-        if m.inputs.get("key") != first.inputs.get("key"):
-            raise ValueError(
-                f"{root}: folds {wanted[0]} and {k} were trained with different settings or "
-                f"inputs; retrain every fold with `kelp train-trees --models {model}`"
+        if m.inputs.get("key") != expected_key:
+            raise StaleInputError(
+                f"{root}/fold={k} was trained with other settings or inputs than the "
+                f"{'out-of-fold maps' if oof is not None else f'fold {wanted[0]}'}: {rerun}"
             )
     return models
 
@@ -129,23 +167,24 @@ def predict_tiles(
     model: str,
     *,
     folds: Sequence[int] | None = None,
-    band_order: Sequence[str] = DEFAULT_BAND_ORDER,
+    band_order: Sequence[str] | None = None,
     store: MapStore | None = None,
     chunk_pixels: int = CHUNK_PIXELS,
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """P(kelp) maps of any tiles (e.g. test tiles), averaging the fold models of a run.
+    """P(kelp) maps of any tiles (e.g. test tiles) from the fold ensemble of a run.
 
     Out-of-fold maps of train tiles are written by ``train_trees``; this is for tiles no
-    fold held out: every fold model predicts each tile and the probabilities are averaged.
+    fold held out: every fold model predicts each tile and their logits are averaged
+    (:func:`fold_logits`).
 
     Args:
         records: tiles to predict.
         run: the run folder holding ``tabular/<model>/fold=<k>/``.
         model: model name.
-        folds: which fold models to average; ``None`` = all trained.
-        band_order: the files' band order.
-        store: when given, each map is also written there (kind ``"probability"``), and
-            the store's manifest once every tile is done.
+        folds: which fold models to average; ``None`` = the current split's.
+        band_order: the files' band order; ``None`` = the run's feature build's.
+        store: when given, each tile's mean logit is also written there (kind ``"logit"``),
+            and the store's manifest once every tile is done.
         chunk_pixels: pixels per prediction call.
 
     Yields:
@@ -159,23 +198,22 @@ def predict_tiles(
     models = load_fold_models(run, model, folds)
     first = next(iter(models.values()))
     config = feature_config_of(first)
+    if band_order is None:
+        band_order = read_build(Path(run) / "features").band_order
     done: list[str] = []
     for record in records:
         tile = load_tile(record, band_order)
         stack, names = build_channels(tile, config)
         check_feature_names(first.feature_names_in_, names, f"tile {tile.tile_id}")
-        rows = pixel_rows(stack)
-        total = np.zeros(len(rows), np.float32)
-        for fold_model in models.values():
-            total += predict_pixels(fold_model, rows, chunk_pixels)
-        prob = (total / len(models)).reshape(tile.shape)
+        z = fold_logits(list(models.values()), pixel_rows(stack), chunk_pixels)
+        z = z.reshape(tile.shape)
         if store is not None:
-            store.write(tile.tile_id, prob, "probability")
+            store.write(tile.tile_id, z, "logit")
         done.append(tile.tile_id)
-        yield tile.tile_id, prob
+        yield tile.tile_id, sigmoid(z)
     if store is not None:
         manifest: dict[str, Any] = {
-            "kind": "probability",
+            "kind": "logit",
             "model": model,
             "averaged_folds": sorted(models),
             "stack_hash": first.inputs.get("stack_hash"),

@@ -162,7 +162,7 @@ def write_oof_manifest(
     expected = sorted(t for t in assignment.tile_ids if t in predictable)
     missing = [t for t in expected if t not in fold_of]
     manifest = {
-        "kind": "probability",
+        "kind": "logit",
         "model": name,
         "key": key,
         "folds": dict(sorted(fold_of.items())),

@@ -19,32 +19,31 @@ and a fold interrupted half-way is simply redone (``kelp.tabular.runs``).
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say, track
-from kelp.data.bands import DEFAULT_BAND_ORDER
 from kelp.data.catalog import TileRecord, open_catalog
 from kelp.data.folds import FoldAssignment, read_folds
 from kelp.data.split import FoldPlan, plan_fold
 from kelp.data.tile import load_tile
 from kelp.devices import ResolvedDevice
-from kelp.features.build import read_manifest
-from kelp.features.config import FeatureConfig
-from kelp.features.stack import build_channels, channel_names
+from kelp.errors import StaleInputError
+from kelp.features.manifest import FeatureBuild, read_build
+from kelp.features.stack import build_channels
+from kelp.maps import sigmoid
 from kelp.oof_report import build_report, write_report
 from kelp.tabular.config import ModelName, TabularConfig
 from kelp.tabular.data import FeatureTable, check_feature_names, load_table
 from kelp.tabular.devices import resolve_devices
 from kelp.tabular.importance import write_importance
 from kelp.tabular.models.base import TreeModel
-from kelp.tabular.predict import pixel_rows, predict_pixels
+from kelp.tabular.predict import fold_dirs, fold_logits, pixel_rows
 from kelp.tabular.registry import model_class
 from kelp.tabular.runs import (
     METRICS_JSON,
@@ -58,10 +57,6 @@ from kelp.tabular.runs import (
 from kelp.thresholds import ThresholdCounts
 
 __all__ = ["StaleInputError", "select_folds", "train_trees"]
-
-
-class StaleInputError(ValueError):
-    """An input was made from other inputs than the ones given; says what to rerun."""
 
 
 def select_folds(folds: Sequence[int] | None, k: int, source: Path) -> list[int]:
@@ -84,38 +79,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _inputs(
-    paths: RunPaths, manifest: Mapping[str, Any], assignment: FoldAssignment
-) -> tuple[dict[str, Any], FeatureConfig]:
+def _inputs(paths: RunPaths, build: FeatureBuild, assignment: FoldAssignment) -> dict[str, Any]:
     """Check the feature build against the folds file; what every model records."""
-    folds_sha = _sha256(paths.folds)
-    if manifest["folds_sha256"] != folds_sha:
-        raise StaleInputError(
-            f"{paths.features} was built from another folds file than {paths.folds}: rerun "
-            f"`kelp build-features DATA --folds {paths.folds} --out {paths.features}`"
-        )
-    config = FeatureConfig.model_validate(manifest["config"])
-    check_feature_names(
-        manifest["feature_names"],
-        channel_names(config),
-        f"{paths.features}/manifest.json vs the channels its config gives now",
-    )
-    if config.stack_hash() != manifest["stack_hash"]:
-        raise StaleInputError(
-            f"{paths.features} was built by another version of the channel code: rerun "
-            "`kelp build-features`"
-        )
-    inputs = {
-        "feature_config": config.model_dump(mode="json"),
-        "stack_hash": manifest["stack_hash"],
-        "table_hash": manifest["table_hash"],
-        "table_seed": manifest["seed"],
-        "table_tiles": short_hash(manifest["tiles"]),
-        "folds_sha256": folds_sha,
-        "feature_names": manifest["feature_names"],
+    return {
+        "feature_config": build.config.model_dump(mode="json"),
+        "stack_hash": build.stack_hash,
+        "table_hash": build.table_hash,
+        "table_seed": build.manifest["seed"],
+        "table_tiles": short_hash(build.tiles),
+        "folds_sha256": build.check_folds(paths.folds),
+        "feature_names": list(build.feature_names),
         "k": assignment.k,
     }
-    return inputs, config
 
 
 def _fit(
@@ -176,10 +151,9 @@ def _predict_fold(
     models: Mapping[ModelName, TreeModel],
     tiles: Sequence[str],
     records: Mapping[str, TileRecord],
-    feature_config: FeatureConfig,
+    build: FeatureBuild,
     paths: RunPaths,
     config: TabularConfig,
-    band_order: Sequence[str],
 ) -> tuple[dict[ModelName, ThresholdCounts], dict[ModelName, float], int]:
     counts = {name: ThresholdCounts() for name in models}
     seconds = dict.fromkeys(models, 0.0)
@@ -187,20 +161,20 @@ def _predict_fold(
     names = next(iter(models.values())).feature_names_in_
     pixels = 0
     for tile_id in track(tiles, f"fold {fold}: out-of-fold maps"):
-        tile = load_tile(records[tile_id], band_order)
+        tile = load_tile(records[tile_id], build.band_order)
         if tile.mask is None:
             raise ValueError(f"train tile {tile_id} has no kelp mask")
-        stack, stack_names = build_channels(tile, feature_config)
+        stack, stack_names = build_channels(tile, build.config)
         check_feature_names(names, stack_names, f"tile {tile_id}")
         rows = pixel_rows(stack)
         pixels += len(rows)
         for name, model in models.items():
             started = time.perf_counter()
-            prob = predict_pixels(model, rows, config.chunk_pixels).reshape(tile.shape)
+            # The fold ensemble of one: exactly what `kelp predict` computes per fold model.
+            z = fold_logits([model], rows, config.chunk_pixels).reshape(tile.shape)
             seconds[name] += time.perf_counter() - started
-            stores[name].write(tile_id, prob, "probability")
-            # Count what the stacker will read: the float16 values on disk.
-            counts[name].update(prob.astype(np.float16), tile.mask)
+            stores[name].write(tile_id, z, "logit")
+            counts[name].update(sigmoid(z), tile.mask)
     return counts, seconds, pixels
 
 
@@ -212,7 +186,6 @@ def train_trees(
     folds: Sequence[int] | None = None,
     folds_file: str | os.PathLike[str] | None = None,
     features: str | os.PathLike[str] | None = None,
-    band_order: Sequence[str] = DEFAULT_BAND_ORDER,
 ) -> dict[str, Any]:
     """Train the configured tree models per fold, write OOF maps and the OOF report.
 
@@ -222,8 +195,8 @@ def train_trees(
         config: models and training settings; defaults when ``None``.
         folds: which folds to train; ``None`` = all.
         folds_file: folds CSV; default ``RUN/folds.csv``.
-        features: feature build folder; default ``RUN/features``.
-        band_order: the files' band order.
+        features: feature build folder; default ``RUN/features`` (the tiles are read in
+            the band order it was built with).
 
     Returns:
         The stage manifest (also written to ``RUN/tabular/manifest.json``), with the
@@ -241,15 +214,20 @@ def train_trees(
     config = config or TabularConfig()
     started = time.perf_counter()
     paths = RunPaths.of(data, run, folds_file, features)
-    features_manifest = read_manifest(paths.features)  # says to run `kelp build-features`
+    build = read_build(paths.features)  # says to run `kelp build-features`
     catalog = open_catalog(paths.data)
     assignment = read_folds(paths.folds, catalog)
-    inputs, feature_config = _inputs(paths, features_manifest, assignment)
+    inputs = _inputs(paths, build, assignment)
     wanted = select_folds(folds, assignment.k, paths.folds)
+    for name in config.models:
+        for k, folder in fold_dirs(paths.run, name).items():
+            if k >= assignment.k:  # from a split with more folds: never part of an ensemble
+                say(f"removing {folder}: fold {k} does not exist in {paths.folds}")
+                shutil.rmtree(folder)
     devices = resolve_devices(config.models, config.device)
     keys = {name: model_key(name, devices[name], config, inputs) for name in config.models}
     records = {r.tile_id: r for r in catalog.train}
-    predictable = set(features_manifest["tiles"])
+    predictable = set(build.tiles)
     table: FeatureTable | None = None
     trained: dict[int, list[ModelName]] = {}
     for fold in wanted:
@@ -262,7 +240,7 @@ def train_trees(
             say(f"fold {fold}: {', '.join(config.models)} up to date")
             continue
         if table is None:
-            table = load_table(paths.features, features_manifest)
+            table = load_table(paths.features, build.manifest)
             say(f"feature table: {len(table.label)} rows of {len(table.tiles)} tiles")
         positives = table.positive_tiles()
         plan = plan_fold(
@@ -294,7 +272,7 @@ def train_trees(
             )
             models[name], infos[name] = model, info
         counts, seconds, pixels = _predict_fold(
-            fold, models, held_out, records, feature_config, paths, config, band_order
+            fold, models, held_out, records, build, paths, config
         )
         for name in stale:
             metrics = {

@@ -20,7 +20,7 @@ from kelp.cnn.model import ModelSpec, create_model
 from kelp.cnn.normalise import Normaliser
 from kelp.cnn.optim import make_optimizer
 from kelp.data import open_catalog
-from kelp.features.build import read_manifest
+from kelp.features.manifest import read_manifest
 from tests.cnn.conftest import CHANNELS, FEATURES, TINY
 
 ORDER = ("swir", "nir", "red", "green", "blue", "qa", "dem")

@@ -10,7 +10,7 @@ from kelp.cnn.channels import ChannelSource
 from kelp.cnn.data import IGNORE, EpochSampler, TileDataset, augment, collate
 from kelp.cnn.normalise import Normaliser
 from kelp.data import open_catalog
-from kelp.features.build import read_manifest
+from kelp.features.manifest import read_manifest
 from tests.cnn.conftest import CHANNELS, FEATURES
 
 

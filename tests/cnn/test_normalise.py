@@ -8,7 +8,7 @@ import pytest
 from kelp.cnn.channels import ChannelSource
 from kelp.cnn.normalise import NonFiniteInputError, Normaliser, check_finite
 from kelp.data import open_catalog
-from kelp.features.build import read_manifest
+from kelp.features.manifest import read_manifest
 from tests.cnn.conftest import CHANNELS, FEATURES
 
 STATS = {

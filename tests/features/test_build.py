@@ -12,8 +12,9 @@ from kelp.data.folds import make_folds, read_folds, write_folds
 from kelp.data.io import read_mask
 from kelp.data.tile import load_tile
 from kelp.features import build as build_module
-from kelp.features.build import KEY_COLUMNS, FeatureBuildError, build_features, read_manifest
+from kelp.features.build import KEY_COLUMNS, FeatureBuildError, build_features
 from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig
+from kelp.features.manifest import read_manifest
 from kelp.features.stack import build_channels
 
 SMALL = FeatureConfig(

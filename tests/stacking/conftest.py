@@ -11,16 +11,22 @@ from scipy import ndimage
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import make_folds, write_folds
 from kelp.data.io import write_mask
+from kelp.features.build import build_features
+from kelp.features.config import FeatureConfig, FilterConfig
+from kelp.features.manifest import read_build
 from kelp.maps import MapStore
+
+TINY_FEATURES = FeatureConfig(indices=("NDVI",), filters=FilterConfig(channels=(), sigmas=()))
 
 
 @pytest.fixture
 def oof_run(tiny_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, Path]:
-    """``(data, run)``: 12 train tiles with blobs of kelp, 3 folds, and two base models.
+    """``(data, run)``: 12 train tiles with blobs of kelp, 3 folds, a feature build and two
+    base models' logit maps.
 
-    ``cnn`` (logits) sees kelp clearly in the left half of each tile and only noise on the
-    right; ``xgboost`` (probabilities) the other way round: each alone misses half the kelp,
-    together they see all of it.
+    ``cnn`` sees kelp clearly in the left half of each tile and only noise on the right;
+    ``xgboost`` the other way round: each alone misses half the kelp, together they see all
+    of it.
     """
     data = tiny_dataset(n_areas=6, dates=2, n_test=2)
     rng = np.random.default_rng(0)
@@ -36,21 +42,24 @@ def oof_run(tiny_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, Pa
     folds = make_folds(data, k=3, seed=0)
     write_folds(folds, run / "folds.csv")
     sha = hashlib.sha256((run / "folds.csv").read_bytes()).hexdigest()
+    build_features(data, run / "folds.csv", run / "features", TINY_FEATURES)
+    stack_hash = read_build(run / "features").stack_hash
     left = np.zeros((48, 48), bool)
     left[:, :24] = True
-    for name, kind, sees in (("cnn", "logit", left), ("xgboost", "probability", ~left)):
+    for name, sees in (("cnn", left), ("xgboost", ~left)):
         store = MapStore(run / "oof" / name)
         for tile_id, truth in truths.items():
             signal = np.where(truth, 3.0, -3.0)
             z = np.where(sees, signal, 0.0) + rng.normal(0, 1.0, truth.shape)
-            store.write(tile_id, z if kind == "logit" else 1 / (1 + np.exp(-z)), kind)  # type: ignore[arg-type]
+            store.write(tile_id, z, "logit")
         store.write_manifest(
             {
-                "kind": kind,
+                "kind": "logit",
                 "model": name,
+                "key": f"{name}-key",
                 "folds": {t: int(f) for t, f in zip(folds.tile_ids, folds.folds)},
                 "folds_sha256": sha,
-                "stack_hash": "same",
+                "stack_hash": stack_hash,
             }
         )
     return data, run

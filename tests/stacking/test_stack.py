@@ -6,11 +6,14 @@ import pytest
 
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import read_folds
+from kelp.data.tile import load_tile
+from kelp.features.channels import land_mask
 from kelp.maps import MapStore
+from kelp.metrics import Counts
 from kelp.stacking import stack as stack_module
 from kelp.stacking.config import PostprocessConfig, StackConfig
 from kelp.stacking.inputs import StaleMapsError, open_base_maps
-from kelp.stacking.postprocess import SWEEP_COLUMNS
+from kelp.stacking.postprocess import SWEEP_COLUMNS, Decision
 
 FAST = StackConfig(
     postprocess=PostprocessConfig(coarse_step=0.1, fine_step=0.05, min_areas=(0, 4)),
@@ -40,8 +43,75 @@ def test_stack_beats_its_best_input_and_writes_everything(oof_run: tuple[Path, P
     assert dice == sorted(dice, reverse=True)
     decision = json.loads((out / "decision.json").read_text())
     assert decision["metric"] == "global_dice"
-    assert decision["dice"] == pytest.approx(dice[0], abs=1e-6)
+    assert decision["in_sample"]["dice"] == pytest.approx(dice[0], abs=1e-6)
+    assert decision["dice"] == decision["nested"]["dice"] <= decision["in_sample"]["dice"]
     assert manifest["meta"]["models"] == ["cnn", "xgboost"]  # the CNN first
+    assert manifest["base_keys"] == {"cnn": "cnn-key", "xgboost": "xgboost-key"}
+
+
+def test_nested_figures_score_each_fold_with_a_choice_made_on_the_others(
+    oof_run: tuple[Path, Path],
+) -> None:
+    data, run = oof_run
+    config = FAST.model_copy(update={"compare": ("logistic",)})
+    manifest = stack_module.stack(data, run, config)
+    folds = _folds(data, run)
+    catalog = {r.tile_id: r for r in open_catalog(data).train}
+    fused = MapStore(run / "stacking" / "oof")
+    by_fold: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for tile_id, fold in zip(folds.tile_ids, folds.folds.tolist()):
+        tile = load_tile(catalog[tile_id])
+        assert tile.mask is not None
+        by_fold.setdefault(fold, []).append((fused.read(tile_id), tile.mask, land_mask(tile)))
+
+    def dice(decision: Decision, tiles: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+        total = sum(
+            (Counts.from_arrays(decision.apply(p, land), truth) for p, truth, land in tiles),
+            Counts(0, 0, 0, 0),
+        )
+        return total.dice
+
+    record = manifest["decision"]
+    pooled = Counts(0, 0, 0, 0)
+    for fold, entry in record["nested"]["per_fold"].items():
+        chosen = Decision(entry["threshold"], entry["land_mask"], entry["min_area"],
+                          entry["morphology"])  # fmt: skip
+        others = [t for f, tiles in by_fold.items() if f != int(fold) for t in tiles]
+        # the fold's decision is the best one on the other folds' tiles, over the final grid
+        for threshold in (0.1, 0.3, 0.5, 0.7, 0.9):
+            for area in (0, 4):
+                rival = Decision(threshold, False, area)
+                assert dice(chosen, others) >= dice(rival, others) - 1e-9
+        assert entry["dice"] == pytest.approx(dice(chosen, by_fold[int(fold)]), abs=1e-6)
+        for p, truth, land in by_fold[int(fold)]:
+            pooled = pooled + Counts.from_arrays(chosen.apply(p, land), truth)
+    assert record["dice"] == pytest.approx(pooled.dice, abs=1e-6)
+
+    report = json.loads((run / "stacking" / "comparison.json").read_text())
+    for name, model in report["models"].items():
+        assert set(model["nested"]["thresholds"]) == {"0", "1", "2"}
+        assert model["nested"]["dice"] <= model["overall"]["best"]["dice"] + 1e-12
+        assert manifest["comparison"][name]["dice_nested"] == model["nested"]["dice"]
+
+
+def test_meta_outside_compare_is_cross_validated_too(oof_run: tuple[Path, Path]) -> None:
+    data, run = oof_run
+    config = FAST.model_copy(update={"compare": ("average",)})
+    config = StackConfig.model_validate({**config.model_dump(), "meta": "logistic"})
+    assert config.compare == ("average", "logistic")
+    manifest = stack_module.stack(data, run, config)
+    assert {"stack-average", "stack-logistic"} <= set(manifest["comparison"])
+    assert MapStore(run / "stacking" / "oof").manifest()["model"] == "stack-logistic"
+
+
+def test_stale_fused_maps_are_cleared(oof_run: tuple[Path, Path]) -> None:
+    data, run = oof_run
+    stale = MapStore(run / "stacking" / "oof")
+    stale.write("ZZ000000", np.zeros((4, 4)), "probability")
+    stale.write_manifest({"kind": "probability", "model": "stack-lightgbm", "key": "old"})
+    stack_module.stack(data, run, FAST.model_copy(update={"compare": ("logistic",)}))
+    assert not stale.has("ZZ000000")
+    assert stale.tile_ids() == sorted(_folds(data, run).tile_ids)
 
 
 def test_rerun_is_a_no_op_and_force_redoes(

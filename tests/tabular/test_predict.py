@@ -1,17 +1,21 @@
 """Dense prediction of other tiles by fold averaging, and feature checks on the way in."""
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kelp.data.tile import load_tile
+from kelp.errors import StaleInputError
 from kelp.features.build import build_features
 from kelp.features.stack import build_channels
-from kelp.maps import MapStore
+from kelp.maps import MapStore, logit, sigmoid
 from kelp.tabular.data import FeatureMismatchError, check_feature_names, load_table
 from kelp.tabular.predict import (
     feature_config_of,
+    fold_logits,
     load_fold_models,
     pixel_rows,
     predict_pixels,
@@ -29,8 +33,11 @@ def test_test_tiles_average_the_fold_models(trained: Run, tmp_path: Path) -> Non
     assert sorted(models) == [0, 1, 2]
     tile = load_tile(records[0])
     rows = pixel_rows(build_channels(tile, feature_config_of(models[0]))[0])
-    expected = np.mean([predict_pixels(m, rows) for m in models.values()], axis=0)
-    np.testing.assert_allclose(maps[tile.tile_id], expected.reshape(tile.shape), atol=1e-6)
+    # the fold ensemble averages logits, not probabilities
+    expected = np.mean([logit(predict_pixels(m, rows)) for m in models.values()], axis=0)
+    np.testing.assert_allclose(store.read(tile.tile_id), expected.reshape(tile.shape), atol=1e-5)
+    np.testing.assert_allclose(maps[tile.tile_id], sigmoid(expected).reshape(tile.shape), atol=1e-6)
+    assert store.manifest()["kind"] == "logit"
     assert store.tile_ids() == sorted(maps)
     assert store.manifest()["averaged_folds"] == [0, 1, 2]
     one = dict(predict_tiles(records[:1], trained.run, "xgboost", folds=[2]))
@@ -39,14 +46,32 @@ def test_test_tiles_average_the_fold_models(trained: Run, tmp_path: Path) -> Non
     )
 
 
-def test_reloaded_fold_model_reproduces_its_oof_map(trained: Run) -> None:
-    store = MapStore(trained.run / "oof" / "lightgbm")
+@pytest.mark.parametrize("name", ["lightgbm", "random_forest"])
+def test_reloaded_fold_model_reproduces_its_oof_map_exactly(trained: Run, name: str) -> None:
+    store = MapStore(trained.run / "oof" / name)
     tile_id = trained.folds.tiles_in(1)[0]
-    model = load_fold_models(trained.run, "lightgbm", [1])[1]
+    model = load_fold_models(trained.run, name, [1])[1]
     tile = load_tile(next(r for r in trained.catalog.train if r.tile_id == tile_id))
     rows = pixel_rows(build_channels(tile, feature_config_of(model))[0])
-    again = predict_pixels(model, rows).reshape(tile.shape).astype(np.float16)
-    np.testing.assert_array_equal(again.astype(np.float32), store.read(tile_id))
+    again = fold_logits([model], rows).reshape(tile.shape)
+    np.testing.assert_array_equal(again, store.read(tile_id))  # float32 on disk: no rounding
+    assert store.read(tile_id).dtype == np.float32
+
+
+def test_fold_models_must_belong_to_the_current_maps(trained: Run, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained.run, run)
+    leftover = run / "tabular" / "xgboost" / "fold=3"
+    shutil.copytree(run / "tabular" / "xgboost" / "fold=0", leftover)
+    with pytest.raises(StaleInputError, match=r"fold\(s\) \[3\] are left over .* rerun `kelp"):
+        load_fold_models(run, "xgboost")
+    shutil.rmtree(leftover)
+    model_json = run / "tabular" / "xgboost" / "fold=1" / "model.json"
+    record = json.loads(model_json.read_text())
+    record["inputs"]["key"] = "retrained-since"
+    model_json.write_text(json.dumps(record))
+    with pytest.raises(StaleInputError, match=r"fold=1 was trained with other settings .* maps"):
+        load_fold_models(run, "xgboost")
 
 
 def test_table_from_another_feature_config_is_refused(trained: Run, tmp_path: Path) -> None:

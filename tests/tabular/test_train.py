@@ -49,7 +49,7 @@ def test_each_train_tile_gets_one_map_from_the_fold_that_held_it_out(
     store = MapStore(trained.run / "oof" / name)
     assert store.tile_ids() == sorted(trained.folds.tile_ids)
     manifest = store.manifest()
-    assert manifest["kind"] == "probability"
+    assert manifest["kind"] == "logit"
     assert manifest["model"] == name
     assert manifest["complete"]
     assert manifest["folds"] == {t: trained.folds.fold_of(t) for t in trained.folds.tile_ids}
@@ -86,7 +86,7 @@ def test_report_matches_the_maps_on_disk(trained: Run, name: str) -> None:
     store = MapStore(trained.run / "oof" / name)
     accumulator = MetricAccumulator()
     for record in trained.catalog.train:
-        accumulator.update(store.read(record.tile_id) >= 0.5, load_tile(record).mask)
+        accumulator.update(store.read(record.tile_id) >= 0, load_tile(record).mask)
     overall = trained.manifest["report"]["models"][name]["overall"]
     assert overall["n_tiles"] == len(trained.catalog.train)
     assert overall["at_0.5"]["tp"] == accumulator.global_counts.tp
@@ -155,7 +155,7 @@ def _renamed_column(run: Run, tmp_path: Path) -> tuple[Path, Path]:
     [
         (_no_features, {}, FileNotFoundError, "run `kelp build-features` first"),
         (_other_folds, {}, StaleInputError, "built from another folds file"),
-        (_renamed_column, {}, ValueError, "same names in another order"),
+        (_renamed_column, {}, StaleInputError, "other feature names .*rerun `kelp build-f"),
         (lambda r, p: (r.data, r.run), {"folds": [0, 3]}, ValueError, r"\[3\] do not exist"),
     ],
 )  # fmt: skip
