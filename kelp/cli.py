@@ -351,6 +351,13 @@ def _print_results(run: Path, record: dict[str, object]) -> None:
     report = run / "stacking" / "comparison.json"
     if report.is_file():
         console.print(comparison_table(json.loads(report.read_text())))
+    decision = run / "stacking" / "decision.json"
+    if decision.is_file():
+        d = json.loads(decision.read_text())
+        say(
+            f"final masks (post-processing chosen on out-of-fold maps): nested global Dice "
+            f"{d['dice']:.4f}, in-sample {d['in_sample']['dice']:.4f}"
+        )
     if record:
         say(
             f"run folder: {run}  (stages' wall time {record.get('seconds')} s, this invocation "

@@ -37,6 +37,10 @@ def _image(path: Path, alt: str) -> str:
     return _png(path.read_bytes(), alt) if path.is_file() else ""
 
 
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _table(header: list[str], rows: list[list[Any]], best_row: int | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = []
@@ -106,24 +110,32 @@ def write_report(run: str | os.PathLike[str]) -> Path:
     stacking = _load(run / "stacking" / "manifest.json")
     if stacking:
         parts.append("<h2>Results: out-of-fold global Dice on the same tiles</h2>")
+        parts.append(
+            "<p><b>nested</b>: each fold scored at the threshold chosen on the other folds "
+            "(the honest figure); <b>in-sample</b>: at the threshold that is best on the same "
+            "maps it is reported on (optimistic).</p>"
+        )
         comparison = stacking["comparison"]
         names = list(comparison)
         folds = sorted({f for c in comparison.values() for f in c["per_fold_dice_at_0.5"]}, key=int)
         rows = [
-            [name, f"{c['dice_at_0.5']:.4f}", f"{c['best_threshold']:.2f}",
-             f"{c['dice_at_best']:.4f}", *(f"{c['per_fold_dice_at_0.5'][f]:.3f}" for f in folds)]
+            [name, _fmt(c.get("dice_nested")), f"{c['dice_at_0.5']:.4f}",
+             f"{c['best_threshold']:.2f}", f"{c['dice_at_best']:.4f}",
+             *(f"{c['per_fold_dice_at_0.5'][f]:.3f}" for f in folds)]
             for name, c in comparison.items()
         ]  # fmt: skip
-        best = max(range(len(names)), key=lambda i: comparison[names[i]]["dice_at_best"])
-        header = ["model", "Dice@0.5", "best t", "Dice@best", *(f"fold {f} @0.5" for f in folds)]
+        best = max(range(len(names)), key=lambda i: comparison[names[i]].get("dice_nested") or 0)
+        header = ["model", "nested", "Dice@0.5", "best t", "in-sample",
+                  *(f"fold {f} @0.5" for f in folds)]  # fmt: skip
         parts.append(_table(header, rows, best))
         d = stacking["decision"]
         parts.append(
             f"<p>Final decision ({html.escape(stacking['meta']['meta'])} meta-model, chosen on "
             f"out-of-fold fused maps): threshold {d['threshold']}, land mask "
             f"{'on' if d['land_mask'] else 'off'}, min area {d['min_area']}, morphology "
-            f"{html.escape(d['morphology'])}: global Dice {d['dice']:.4f} (precision "
-            f"{d['precision']:.3f}, recall {d['recall']:.3f}).</p>"
+            f"{html.escape(d['morphology'])}: <b>nested global Dice {d['dice']:.4f}</b> "
+            f"(precision {d['precision']:.3f}, recall {d['recall']:.3f}; each fold under the "
+            f"decision chosen on the other folds); in-sample {d['in_sample']['dice']:.4f}.</p>"
         )
         parts.append("<h2>Threshold sweep</h2>" + _sweep_plot(run / "stacking" / "sweep.csv"))
 

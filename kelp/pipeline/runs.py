@@ -19,7 +19,7 @@ def _summary(run: Path) -> dict[str, Any]:
     stacking = _load(run / "stacking" / "manifest.json")
     comparison = stacking.get("comparison", {})
     bases = {
-        n: c["dice_at_best"]
+        n: c.get("dice_nested") or 0.0
         for n, c in comparison.items()
         if not n.startswith("stack-") and n != "mean-logit"
     }
@@ -55,7 +55,7 @@ def list_runs(runs_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def runs_table(runs: list[dict[str, Any]]) -> Table:
     """The runs as a table to print."""
     table = Table(title="runs", title_justify="left")
-    for column in ("run", "started", "status", "seconds", "final Dice", "best base model"):
+    for column in ("run", "started", "status", "seconds", "final nested Dice", "best base model"):
         table.add_column(column, no_wrap=column == "run")
     for r in runs:
         best = r["best_base"]
@@ -105,11 +105,12 @@ def compare_runs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
     for run in runs:
         stacking = _load(run / "stacking" / "manifest.json")
         found = {
-            f"{model} Dice@best": c["dice_at_best"]
+            f"{model} nested Dice": c.get("dice_nested")
             for model, c in stacking.get("comparison", {}).items()
         }
         if stacking:
-            found["final Dice"] = stacking["decision"]["dice"]
+            found["final nested Dice"] = stacking["decision"]["dice"]
+            found["final in-sample Dice"] = stacking["decision"].get("in_sample", {}).get("dice")
         record = _load(run / "run.json")
         found |= {
             f"{stage} seconds": e["seconds"]

@@ -69,7 +69,10 @@ def log_to_mlflow(config: RunConfig, run_dir: str | os.PathLike[str]) -> str:
                 safe = model.replace(" ", "_")
                 mlflow.log_metric(f"oof_dice_at_0.5.{safe}", c["dice_at_0.5"])
                 mlflow.log_metric(f"oof_dice_at_best.{safe}", c["dice_at_best"])
+                if c.get("dice_nested") is not None:
+                    mlflow.log_metric(f"oof_dice_nested.{safe}", c["dice_nested"])
             mlflow.log_metric("final_oof_dice", manifest["decision"]["dice"])
+            mlflow.log_metric("final_oof_dice_in_sample", manifest["decision"]["in_sample"]["dice"])
         for log in sorted((run_dir / "cnn").glob("fold=*/log.csv")):
             fold = log.parent.name.split("=", 1)[1]
             with open(log, newline="") as f:

@@ -359,20 +359,27 @@ def _choose(
 
 
 def comparison_table(report: dict[str, Any]) -> Table:
-    """One row per input / fusion: overall global Dice at 0.5 and at its best threshold,
-    precision and recall there, then Dice at 0.5 on each fold."""
+    """One row per input / fusion: the nested global Dice first (each fold at the threshold
+    chosen on the other folds), then Dice at 0.5, the in-sample best threshold and its Dice
+    with precision and recall there, then Dice at 0.5 on each fold."""
     models = report["models"]
     folds = sorted({f for m in models.values() for f in m["per_fold"]}, key=int)
-    table = Table(title="out-of-fold global Dice, same tiles for every row", title_justify="left")
+    table = Table(
+        title="out-of-fold global Dice, same tiles for every row; nested = threshold chosen on "
+        "the other folds (the honest figure), in-sample = at the best threshold of the same maps",
+        title_justify="left",
+    )
     table.add_column("model", no_wrap=True)
-    for column in ("@0.5", "best t", "@best", "prec", "recall"):
+    for column in ("nested", "@0.5", "best t", "in-sample", "prec", "recall"):
         table.add_column(column, justify="right", no_wrap=True)
     table.add_column(f"@0.5 on folds {'/'.join(folds)}", no_wrap=True)
     for name, model in models.items():
         overall = model["overall"]
         best = overall["best"]
+        nested = model.get("nested")
         table.add_row(
             name,
+            f"{nested['dice']:.4f}" if nested else "-",
             f"{overall['at_0.5']['dice']:.4f}",
             f"{best['threshold']:.2f}",
             f"{best['dice']:.4f}",

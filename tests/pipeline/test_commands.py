@@ -26,6 +26,9 @@ def test_run_twice_second_does_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "stack-logistic" in result.output
     assert "report:" in result.output
+    assert "final masks (post-processing chosen on out-of-fold maps): nested global Dice" in (
+        " ".join(result.output.split())
+    )
     result = runner.invoke(app, ["-q", "run", str(config)])
     assert result.exit_code == 0, result.output
     for stage in ("folds", "features", "trees", "cnn", "stack", "predict"):

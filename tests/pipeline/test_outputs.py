@@ -105,6 +105,8 @@ def test_report_is_self_contained_html(tiny_run: TinyRun) -> None:
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     for text in ("stack-logistic", "lightgbm", "cnn", "Final decision", "Threshold sweep"):
         assert text in page
+    decision = json.loads((run / "stacking" / "decision.json").read_text())
+    assert f"nested global Dice {decision['dice']:.4f}" in page  # the headline is nested
 
 
 def test_mlflow_local_store(tiny_run: TinyRun, tmp_path: Path) -> None:
@@ -141,8 +143,10 @@ def test_runs_and_compare(tiny_run: TinyRun, tmp_path: Path) -> None:
     assert runs[0]["seconds"] == pytest.approx(sum(e["seconds"] for e in record["stages"].values()))
     diff = compare_runs(run, copy)
     assert diff["config"] == [("cnn.epochs", 2, 5)]
-    final = next(m for m in diff["metrics"] if m[0] == "final Dice")
+    final = next(m for m in diff["metrics"] if m[0] == "final nested Dice")
     assert final[3] == 0
+    decision = json.loads((run / "stacking" / "decision.json").read_text())
+    assert final[1] == decision["dice"] == decision["nested"]["dice"]
     result = runner.invoke(app, ["compare", str(run), str(copy)])
     assert result.exit_code == 0, result.output
     assert "cnn.epochs" in result.output
