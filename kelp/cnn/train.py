@@ -95,6 +95,7 @@ def train_cnn(
         DeviceError: ``cuda`` without a GPU.
         WeightsUnavailableError: ``imagenet`` weights that cannot be had offline.
         ValueError: an unknown fold.
+        NoPositivesError: a fold whose training tiles hold no kelp.
         TrainingDivergedError: the loss became NaN/inf (lower ``lr``).
     """
     started = time.perf_counter()

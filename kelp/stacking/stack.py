@@ -21,8 +21,10 @@ saw them (checked by :func:`kelp.stacking.inputs.open_base_maps`). Post-processi
 on the cross-validated fused maps, never on maps a meta-model was fit on.
 """
 
+import functools
 import hashlib
 import json
+import operator
 import os
 import time
 from dataclasses import dataclass
@@ -354,7 +356,7 @@ def _choose(
             continue
         chosen, _ = rank(pool([searched(fold, f) for f in selections[fold]]))[0]
         per_fold[fold] = (chosen, searched(fold, fold)[chosen])
-    nested = sum((c for _, c in list(per_fold.values())[1:]), next(iter(per_fold.values()))[1])
+    nested = functools.reduce(operator.add, (c for _, c in per_fold.values()))
     return _Choice(decision, counts, nested, per_fold)
 
 
