@@ -122,7 +122,8 @@ def read_build(root: str | os.PathLike[str]) -> FeatureBuild:
         names = tuple(manifest["feature_names"])
         stack_hash = str(manifest["stack_hash"])
     except (KeyError, ValueError) as error:
-        raise StaleInputError(f"{root}/manifest.json is incomplete ({error}): {rerun}") from None
+        detail = " ".join(str(error).split())  # one line, whatever pydantic prints
+        raise StaleInputError(f"{root}/manifest.json is incomplete ({detail}): {rerun}") from None
     if config.stack_hash() != stack_hash:
         raise StaleInputError(
             f"{root} was built by another version of the channel code (stack hash "

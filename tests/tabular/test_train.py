@@ -181,3 +181,16 @@ def test_cuda_without_a_gpu_is_refused_before_training(
     with pytest.raises(DeviceError, match="xgboost cannot train on a GPU here: no NVIDIA GPU"):
         train_trees(data, run, FAST.model_copy(update={"device": "cuda", "models": ("xgboost",)}))
     assert not (run / "tabular").exists()
+
+
+def test_fold_folders_from_a_larger_k_are_removed(
+    trained: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained.run, run)
+    leftover = run / "tabular" / "lightgbm" / f"fold={trained.folds.k}"
+    shutil.copytree(run / "tabular" / "lightgbm" / "fold=0", leftover)
+    manifest = train_trees(trained.data, run, FAST)
+    assert manifest["trained"] == {}  # the current folds are up to date
+    assert not leftover.exists()
+    assert f"fold {trained.folds.k} does not exist in" in capsys.readouterr().err
