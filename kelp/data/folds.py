@@ -1,6 +1,7 @@
 """Area-grouped, stratified folds: one ``folds.csv`` that trees, CNN and stacker all read.
 
-Tiles are grouped into areas by their DEM (:mod:`kelp.data.grouping`), then
+Tiles are grouped into areas by their DEM (:mod:`kelp.data.grouping`: shift-, tide- and
+void-tolerant matching by default, or the older cosine embedding), then
 scikit-learn's ``StratifiedGroupKFold`` assigns whole areas to folds while balancing the
 combination of four tile flags (see :mod:`kelp.data.check`): has_kelp, almost_all_water,
 qa_ok, high_corrupted. No area is ever on two folds, so a model never validates on a
@@ -30,7 +31,7 @@ from kelp._progress import track
 from kelp.data.bands import DEFAULT_BAND_ORDER
 from kelp.data.catalog import Catalog, DatasetError, Problem, open_catalog
 from kelp.data.check import tile_stats
-from kelp.data.grouping import dem_embedding, group_areas
+from kelp.data.grouping import METHODS, Method, dem_signature, group_areas
 from kelp.data.io import TileError
 from kelp.data.tile import load_tile
 
@@ -41,6 +42,7 @@ __all__ = [
     "area_recovery",
     "make_folds",
     "read_folds",
+    "split_areas",
     "write_folds",
 ]
 
@@ -89,6 +91,7 @@ def make_folds(
     threshold: float = 0.97,
     max_group_size: int | None = None,
     band_order: Sequence[str] = DEFAULT_BAND_ORDER,
+    method: Method = "ncc",
 ) -> FoldAssignment:
     """Group the train tiles of a dataset into areas and split the areas into k folds.
 
@@ -96,30 +99,39 @@ def make_folds(
         root: dataset folder.
         k: number of folds, >= 2.
         seed: shuffles the assignment of areas to folds.
-        threshold: DEM cosine similarity that links two tiles into one area.
+        threshold: similarity that links two tiles into one area, in (0, 1): for ``"ncc"``
+            the normalised cross-correlation of heights and slopes of the land both tiles
+            show at their best alignment, for ``"cosine"`` the cosine similarity of their
+            DEM embeddings (see :func:`kelp.data.grouping.group_areas`).
         max_group_size: largest area allowed; ``None`` = ``ceil(n_train / k)``, one fold's
             worth: a larger "area" is a chain of near matches that no split could place.
         band_order: names of the file's bands, first band first.
+        method: ``"ncc"`` (shift-, tide- and void-tolerant) or ``"cosine"`` (the older one).
 
     Returns:
         The assignment.
 
     Raises:
-        ValueError: k < 2, or fewer areas than folds.
+        ValueError: k < 2, threshold outside (0, 1), unknown method, or fewer areas than
+            folds.
         DatasetError: the dataset has problems (run ``kelp data check`` to list them).
     """
     if k < 2:
         raise ValueError(f"k must be >= 2 folds, got {k}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     catalog = open_catalog(root)
     records = catalog.train
-    embeddings, flags, problems = [], [], []
+    signatures, flags, problems = [], [], []
     for record in track(records, "reading DEMs"):
         try:
             tile = load_tile(record, band_order)
         except TileError as error:
             problems.append(Problem(error.path, error.problem, record.tile_id))
             continue
-        embeddings.append(dem_embedding(tile.band("dem")))
+        signatures.append(dem_signature(tile.band("dem")))
         stats = tile_stats(tile)
         flags.append({name: bool(stats[name]) for name in FOLD_FLAGS})
     if problems:
@@ -127,7 +139,7 @@ def make_folds(
     n = len(records)
     if max_group_size is None:
         max_group_size = max(1, -(-n // k))
-    areas = group_areas(np.stack(embeddings), threshold, max_group_size)
+    areas = group_areas(signatures, threshold, max_group_size, method=method)
     n_areas = int(areas.max()) + 1 if n else 0
     if n_areas < k:
         raise ValueError(
@@ -140,13 +152,7 @@ def make_folds(
             f"no combination of the flags {FOLD_FLAGS} is shared by k={k} train tiles, so "
             "the folds cannot be stratified: lower k or add tiles"
         )
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    folds = np.empty(n, dtype=np.int64)
-    with warnings.catch_warnings():
-        # Rare flag combinations have fewer members than folds; they spread as best they can.
-        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        for fold, (_, held_out) in enumerate(splitter.split(np.zeros(n), strata, areas)):
-            folds[held_out] = fold
+    folds = split_areas(areas, strata, k, seed)
     width = len(str(n_areas))
     return FoldAssignment(
         tile_ids=tuple(r.tile_id for r in records),
@@ -154,6 +160,29 @@ def make_folds(
         folds=folds,
         flags=tuple(flags),
     )
+
+
+def split_areas(areas: np.ndarray, strata: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Assign whole areas to k folds, balancing the strata (``StratifiedGroupKFold``).
+
+    Args:
+        areas: ``(N,)`` area label of each tile.
+        strata: ``(N,)`` stratum of each tile (any hashable labels).
+        k: number of folds, >= 2 and at most the number of areas.
+        seed: shuffles the assignment.
+
+    Returns:
+        ``(N,)`` int64 fold of each tile, 0..k-1; the tiles of an area share one.
+    """
+    n = len(areas)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = np.empty(n, dtype=np.int64)
+    with warnings.catch_warnings():
+        # Rare flag combinations have fewer members than folds; they spread as best they can.
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        for fold, (_, held_out) in enumerate(splitter.split(np.zeros(n), strata, areas)):
+            folds[held_out] = fold
+    return folds
 
 
 def write_folds(assignment: FoldAssignment, path: str | os.PathLike[str]) -> Path:

@@ -7,6 +7,9 @@ DrivenData download (``train_satellite/``, ``train_kelp/``, ``test_satellite/``,
 Blue, QA (1 = cloud), DEM (metres, > 0 land), and 0/1 kelp masks.
 
 **Scenes.** Tiles come from areas (AOIs), about one per four tiles, each seen on 2-8 dates.
+Test tiles come from held-out places: whole areas, drawn (seeded) until about
+``test_fraction`` of the tiles are test tiles, so no place has both train and test tiles
+(at least one area stays train).
 An area owns a DEM (a ramp across the tile plus fractal noise: the coastline is its zero
 contour, land rises to tens or hundreds of metres, the sea is 0), a vegetation/bare-ground
 layout and its kelp beds. Its dates share all of that, seen through a window shifted by up
@@ -48,6 +51,12 @@ kelp is about 0.6% of all pixels (0.45-0.8% for 200 tiles, by seed). Spatial sca
 set for 350 px tiles and shrink with the tile size, so smaller tiles keep similar class
 fractions (kelp may reach at least 1.5 px offshore); noise and gaps stay per pixel.
 
+**Stress DEMs.** :func:`stress_dems` cuts dates from an area's DEM (:func:`area_dem`, on a
+canvas larger than the tile) under conditions harsher than the generator's and seen in real
+tiles: windows shifted by up to 20% of the side, a tide flooding the low land (heights below
+a per-date water level read 0) and void blobs over up to 30% of the tile. Tests and
+``benchmarks/grouping.py`` use it to check area grouping.
+
 **Extras** (synthetic only, not in ``metadata.csv``): ``test_kelp/<id>_kelp.tif``, the hidden
 labels of the test tiles, and ``synthetic_areas.csv`` (``tile_id,aoi_id,date,split,
 kelp_pixels``), each tile's true area, for scoring area grouping by adjusted Rand index.
@@ -59,6 +68,7 @@ import hashlib
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -72,7 +82,7 @@ from kelp._progress import track
 from kelp.data.bands import MISSING
 from kelp.data.io import write_image, write_mask
 
-__all__ = ["SynthSummary", "synthesize"]
+__all__ = ["SynthSummary", "area_dem", "stress_dems", "synthesize"]
 
 _OFFSET: Final = 0.2 / 0.0000275  # DN at reflectance 0 (Collection 2 Level-2 scale)
 _SCALE: Final = 1 / 0.0000275  # DN per unit reflectance
@@ -227,6 +237,99 @@ def _make_area(seed: int, index: int, size: int) -> _Area:
     )
 
 
+def area_dem(seed: int, index: int, side: int) -> np.ndarray:
+    """One generator area's DEM on a ``(side, side)`` canvas, e.g. larger than a tile.
+
+    The terrain is that of the generator's area ``index`` (same kinds: almost all sea,
+    mostly land, coast), laid out on a canvas of ``side`` px, so that windows of a smaller
+    tile can be cut from it at any offset (see :func:`stress_dems`).
+
+    Args:
+        seed: non-negative generator seed.
+        index: area number.
+        side: canvas side in px, >= ``32 + 2 * 3``.
+
+    Returns:
+        ``(side, side)`` int16 DEM in metres, 0 at sea, >= 1 on land.
+
+    Raises:
+        ValueError: if ``side`` is too small.
+    """
+    if side < 32 + 2 * _MARGIN:
+        raise ValueError(f"side must be at least {32 + 2 * _MARGIN} px, got {side}")
+    return _make_area(seed, index, side - 2 * _MARGIN).dem
+
+
+def stress_dems(
+    canvas: np.ndarray,
+    size: int,
+    n_dates: int,
+    seed: int | Sequence[int],
+    *,
+    shift: float = 0.2,
+    tide: float = 0.4,
+    voids: float = 0.3,
+) -> np.ndarray:
+    """Dates of one area's DEM under shifts, tides and voids as hard as in real tiles, or harder.
+
+    Each date is a ``size`` px window of ``canvas`` at a random offset (so two dates are
+    shifted by up to ``shift * size`` px each way), then a tide floods the low land: pixels
+    below the date's water level (in metres: the ``u``-quantile of the canvas's land heights,
+    ``u`` uniform in ``[0, tide]``) read 0, as the intertidal strip does at high tide (with
+    ``tide=0.4`` a place with 22% land shows 13-22%); then DEM voids (``-32768``), blobs of
+    smoothed noise covering a share uniform in ``[0, voids]`` of the tile.
+
+    Args:
+        canvas: ``(S, S')`` integer DEM in metres (int16 range), 0 at sea, both sides
+            ``>= size + round(shift * size)`` (e.g. :func:`area_dem` with that side).
+        size: tile side, px.
+        n_dates: number of dates, >= 1.
+        seed: seeds the offsets, tides and voids (an int or a sequence such as
+            ``[seed, area]``).
+        shift: largest shift between two dates as a fraction of ``size``, in ``[0, 0.5]``.
+        tide: largest share of the land that a date's tide floods, in ``[0, 1)``.
+        voids: largest share of a tile that is void, in ``[0, 1)``.
+
+    Returns:
+        ``(n_dates, size, size)`` int16 DEMs, ``-32768`` = void.
+
+    Raises:
+        ValueError: an argument is out of range or ``canvas`` is too small.
+    """
+    reach = round(shift * size)
+    problems = [
+        f"size must be >= 8, got {size}" if size < 8 else "",
+        f"n_dates must be >= 1, got {n_dates}" if n_dates < 1 else "",
+        f"shift must be in [0, 0.5], got {shift}" if not 0 <= shift <= 0.5 else "",
+        f"tide must be in [0, 1), got {tide}" if not 0 <= tide < 1 else "",
+        f"voids must be in [0, 1), got {voids}" if not 0 <= voids < 1 else "",
+    ]
+    if canvas.ndim != 2 or min(canvas.shape) < size + reach:
+        problems.append(
+            f"canvas must be 2-D and at least {size + reach} px a side for size {size} and "
+            f"shift {shift}, got shape {canvas.shape}"
+        )
+    problems = [p for p in problems if p]
+    if problems:
+        raise ValueError("; ".join(problems))
+    rng = np.random.default_rng(seed)
+    heights = canvas[canvas > 0]
+    out = np.empty((n_dates, size, size), np.int16)
+    for d in range(n_dates):
+        oy, ox = rng.integers(0, reach + 1, 2)
+        dem = canvas[oy : oy + size, ox : ox + size].astype(np.int16)
+        if heights.size:
+            level = np.quantile(heights, rng.uniform(0, tide))
+            dem[(dem > 0) & (dem < level)] = 0
+        share = rng.uniform(0, voids)
+        if share > 0:
+            # Blobs a sixth of the tile across, thresholded to cover exactly ``share``.
+            field = _smooth(rng, size, 6)
+            dem[field > np.quantile(field, 1 - share)] = MISSING
+        out[d] = dem
+    return out
+
+
 def _slc_gaps(rng: np.random.Generator, size: int) -> np.ndarray:
     """``(size, size) bool`` Landsat 7 SLC-off gaps: tilted stripes widening along the row."""
     y = np.arange(size, dtype=np.float32)[:, None]
@@ -321,7 +424,8 @@ def _make_tile(area: _Area, tile: _TilePlan, seed: int, size: int) -> tuple[np.n
 
 
 def _plan(n_tiles: int, seed: int, test_fraction: float) -> tuple[list[_TilePlan], int]:
-    """Tile ids, areas, dates and split; tiles of an area are consecutive (area caching)."""
+    """Tile ids, areas, dates and split; tiles of an area are consecutive (area caching) and
+    share their split: test tiles come from held-out areas."""
     rng = _rng(seed, 2, 0)
     n_areas = max(1, round(n_tiles / 4))
     counts = np.full(n_areas, 2 if n_tiles >= 2 * n_areas else 1)
@@ -334,16 +438,47 @@ def _plan(n_tiles: int, seed: int, test_fraction: float) -> tuple[list[_TilePlan
         chr(65 + v // 26_000_000) + chr(65 + v // 1_000_000 % 26) + f"{v % 1_000_000:06d}"
         for v in numbers[:n_tiles]
     ]
-    n_test = min(round(n_tiles * test_fraction), n_tiles - 1)
-    test = set(rng.choice(n_tiles, n_test, replace=False).tolist())
+    test = _held_out_areas(rng, counts, min(round(n_tiles * test_fraction), n_tiles - 1))
     tiles: list[_TilePlan] = []
     for area, count in enumerate(counts.tolist()):
+        split: Literal["train", "test"] = "test" if area in test else "train"
         for day in np.sort(rng.choice(_N_DAYS, count, replace=False)).tolist():
             index = len(tiles)
             date = _FIRST_DAY + dt.timedelta(days=day)
-            split: Literal["train", "test"] = "test" if index in test else "train"
             tiles.append(_TilePlan(index, ids[index], area, date, split))
     return tiles, n_areas
+
+
+def _held_out_areas(rng: np.random.Generator, counts: np.ndarray, target: int) -> set[int]:
+    """Areas whose tiles are all test tiles: about ``target`` tiles, never every area.
+
+    Areas are taken in a seeded random order while they fit within ``target`` tiles; a
+    shortfall is then closed, if possible, by one more area of the missing size or by
+    swapping a taken area for one that is that much larger. At least one area stays train.
+
+    Args:
+        rng: the plan's generator.
+        counts: ``(A,)`` tiles per area.
+        target: wanted number of test tiles.
+
+    Returns:
+        The held-out area numbers.
+    """
+    sizes = [int(c) for c in counts]
+    chosen: list[int] = []
+    for area in rng.permutation(len(sizes)).tolist():
+        if len(chosen) < len(sizes) - 1 and sum(sizes[a] for a in chosen) + sizes[area] <= target:
+            chosen.append(area)
+    short = target - sum(sizes[a] for a in chosen)
+    rest = [a for a in range(len(sizes)) if a not in chosen]
+    if short > 0 and len(rest) > 1:
+        extra = [a for a in rest if sizes[a] == short]
+        swaps = [(c, u) for c in chosen for u in rest if sizes[u] - sizes[c] == short]
+        if extra:
+            chosen.append(extra[0])
+        elif swaps:
+            chosen[chosen.index(swaps[0][0])] = swaps[0][1]
+    return set(chosen)
 
 
 def _check(root: Path, n_tiles: int, seed: int, size: int, test_fraction: float) -> None:
@@ -389,7 +524,8 @@ def synthesize(
         n_tiles: train plus test tiles.
         seed: non-negative seed; every area and tile draws from its own stream of it.
         size: tile side in px (the real tiles are 350).
-        test_fraction: share of tiles written as test tiles (at least one tile stays train).
+        test_fraction: about this share of the tiles are test tiles, all of held-out areas
+            (whole areas are train or test; at least one area stays train).
 
     Returns:
         A :class:`SynthSummary` of the dataset.

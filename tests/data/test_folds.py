@@ -1,6 +1,7 @@
 import csv
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,24 @@ def test_folds_keep_areas_together(tiny_dataset: Callable[..., Path], tmp_path: 
     assert back.tile_ids == folds.tile_ids
     np.testing.assert_array_equal(back.folds, folds.folds)
     assert back.flags == folds.flags
+
+
+def test_cosine_method_still_available(tiny_dataset: Callable[..., Path]) -> None:
+    root = tiny_dataset(n_areas=8, dates=3, n_test=0)
+    ncc, cosine = make_folds(root, k=4), make_folds(root, k=4, method="cosine")
+    assert ncc.aoi_ids == cosine.aoi_ids  # both exact on unshifted dates
+    np.testing.assert_array_equal(ncc.folds, cosine.folds)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"threshold": 1.5}, r"threshold must be in \(0, 1\)"), ({"method": "x"}, "method must be")],
+)
+def test_bad_grouping_arguments(
+    tiny_dataset: Callable[..., Path], kwargs: dict[str, Any], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_folds(tiny_dataset(n_areas=4, dates=2, n_test=0), k=2, **kwargs)
 
 
 def test_folds_are_seeded(tiny_dataset: Callable[..., Path]) -> None:
