@@ -11,7 +11,7 @@ import pytest
 from kelp.data.folds import write_folds
 from kelp.data.tile import load_tile
 from kelp.devices import DeviceError
-from kelp.maps import MapStore
+from kelp.maps import MapStore, sigmoid
 from kelp.metrics import MetricAccumulator
 from kelp.tabular import devices
 from kelp.tabular.config import MODEL_NAMES
@@ -86,7 +86,8 @@ def test_report_matches_the_maps_on_disk(trained: Run, name: str) -> None:
     store = MapStore(trained.run / "oof" / name)
     accumulator = MetricAccumulator()
     for record in trained.catalog.train:
-        accumulator.update(store.read(record.tile_id) >= 0, load_tile(record).mask)
+        # P >= 0.5 on the stored logits, computed as the report and the stacker do
+        accumulator.update(sigmoid(store.read(record.tile_id)) >= 0.5, load_tile(record).mask)
     overall = trained.manifest["report"]["models"][name]["overall"]
     assert overall["n_tiles"] == len(trained.catalog.train)
     assert overall["at_0.5"]["tp"] == accumulator.global_counts.tp
