@@ -138,7 +138,8 @@ def data_folds(
     k: Annotated[int, typer.Option("--k", "-k", help="Number of folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Shuffles areas across folds.")] = 0,
     threshold: Annotated[
-        float, typer.Option(help="DEM cosine similarity linking two tiles into one area.")
+        float,
+        typer.Option(help="DEM height and slope correlation that links two tiles into one area."),
     ] = 0.97,
     max_group_size: Annotated[
         int | None, typer.Option(help="Largest area; default ceil(n_train / k).")
