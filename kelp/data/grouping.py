@@ -64,7 +64,7 @@ it forms its own area. Such tiles carry no coastline and so no kelp, so splittin
 nothing.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -190,6 +190,18 @@ def _cosine_components(unit: np.ndarray, threshold: float, cap: int | None) -> l
     graph = radius_neighbors_graph(unit, radius, mode="connectivity", include_self=False)
     n, labels = connected_components(graph, directed=False)
     groups = [np.flatnonzero(labels == k) for k in range(n)]
+    return _capped(groups, threshold, cap, lambda m, t: _cosine_components(unit[m], t, cap))
+
+
+def _capped(
+    groups: list[np.ndarray],
+    threshold: float,
+    cap: int | None,
+    regroup: Callable[[np.ndarray, float], list[np.ndarray]],
+) -> list[np.ndarray]:
+    """Groups of at most ``cap`` tiles: a larger one is regrouped at a stricter threshold
+    (``regroup(members, stricter)`` gives index arrays into ``members``), finally cut into
+    chunks of ``cap``."""
     if cap is None:
         return groups
     out: list[np.ndarray] = []
@@ -201,7 +213,7 @@ def _cosine_components(unit: np.ndarray, threshold: float, cap: int | None) -> l
         if stricter >= 1.0 - 1e-9:
             out.extend(members[i : i + cap] for i in range(0, len(members), cap))
             continue
-        out.extend(members[sub] for sub in _cosine_components(unit[members], stricter, cap))
+        out.extend(members[sub] for sub in regroup(members, stricter))
     return out
 
 
@@ -888,22 +900,14 @@ def _components(n: int, edges: list[_Edge], threshold: float, cap: int | None) -
     graph = coo_matrix((np.ones(int(keep.sum())), (ends[keep, 0], ends[keep, 1])), shape=(n, n))
     count, labels = connected_components(graph, directed=False)
     groups = [np.flatnonzero(labels == k) for k in range(count)]
-    if cap is None:
-        return groups
-    out: list[np.ndarray] = []
-    for members in groups:
-        if len(members) <= cap:
-            out.append(members)
-            continue
-        stricter = threshold + (1.0 - threshold) / 2.0
-        if stricter >= 1.0 - 1e-9:
-            out.extend(members[i : i + cap] for i in range(0, len(members), cap))
-            continue
+
+    def regroup(members: np.ndarray, stricter: float) -> list[np.ndarray]:
         local = {int(t): k for k, t in enumerate(members)}
         inner = [
             _Edge(local[e.i], local[e.j], e.score, e.points, e.agreement)
             for e in edges
             if e.i in local and e.j in local
         ]
-        out.extend(members[sub] for sub in _components(len(members), inner, stricter, cap))
-    return out
+        return _components(len(members), inner, stricter, cap)
+
+    return _capped(groups, threshold, cap, regroup)
