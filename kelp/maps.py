@@ -100,7 +100,7 @@ class MapStore:
         path = self.path(tile_id)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no map for tile {tile_id} in {self.root}")
-        return np.load(path).astype(np.float32)
+        return np.asarray(np.load(path), np.float32)  # no copy: maps are stored as float32
 
     def has(self, tile_id: str) -> bool:
         """Whether ``tile_id`` has a map."""

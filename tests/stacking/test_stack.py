@@ -180,6 +180,7 @@ def test_base_maps_validation(oof_run: tuple[Path, Path], tmp_path: Path) -> Non
     [
         ({"folds_sha256": "0" * 64}, "another folds file.*kelp train-cnn"),
         ({"stack_hash": "other"}, "different feature configs"),
+        ({"kind": "probability"}, "hold probability values from an older kelp.*kelp train-cnn"),
     ],
 )
 def test_base_models_from_other_folds_or_features(
