@@ -16,13 +16,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "load_config", "validate_config"]
+from kelp.errors import ConfigError
+
+__all__ = ["load_config", "validate_config"]
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class ConfigError(ValueError):
-    """A config file or value is wrong; the message names the key and what is allowed."""
 
 
 def validate_config(model: type[M], values: dict[str, Any], where: str = "config") -> M:

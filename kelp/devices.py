@@ -15,14 +15,10 @@ import shutil
 import subprocess
 from typing import Literal
 
-__all__ = ["Device", "DeviceError", "ResolvedDevice", "visible_gpus"]
+__all__ = ["Device", "ResolvedDevice", "visible_gpus"]
 
 Device = Literal["auto", "cpu", "cuda"]
 ResolvedDevice = Literal["cpu", "cuda"]
-
-
-class DeviceError(ValueError):
-    """A requested device cannot be used here; the message says what to do instead."""
 
 
 @functools.cache

@@ -15,16 +15,13 @@ import numpy as np
 
 from kelp.data.catalog import TileRecord
 from kelp.data.tile import load_tile
+from kelp.errors import ConfigError
 from kelp.features import FeatureConfig, build_channels, channel_names
 from kelp.features.config import FilterConfig
 from kelp.features.filters import filter_names
 from kelp.features.indices import get_index
 
-__all__ = ["ChannelSource", "UnknownChannelError", "check_channels", "subset_config"]
-
-
-class UnknownChannelError(ValueError):
-    """A requested channel is not in the feature stack; the message lists the valid ones."""
+__all__ = ["ChannelSource", "check_channels", "subset_config"]
 
 
 def check_channels(channels: Sequence[str], available: Sequence[str]) -> None:
@@ -35,11 +32,11 @@ def check_channels(channels: Sequence[str], available: Sequence[str]) -> None:
         available: the feature stack's names, in order.
 
     Raises:
-        UnknownChannelError: naming the unknown channels and listing the valid names.
+        ConfigError: naming the unknown channels and listing the valid names.
     """
     unknown = [c for c in channels if c not in available]
     if unknown:
-        raise UnknownChannelError(
+        raise ConfigError(
             f"channel(s) {unknown} are not in the feature stack; valid channels: "
             f"{', '.join(available)}. Change [cnn] channels, or add them to the [features] "
             "config and rerun `kelp build-features`"
@@ -58,7 +55,7 @@ def subset_config(config: FeatureConfig, channels: Sequence[str]) -> FeatureConf
         channel along).
 
     Raises:
-        UnknownChannelError: a channel not in ``config``'s stack.
+        ConfigError: a channel not in ``config``'s stack.
     """
     check_channels(channels, channel_names(config))
     wanted = set(channels)

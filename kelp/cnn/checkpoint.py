@@ -32,13 +32,13 @@ from safetensors.torch import load_file, save_file
 from kelp import __version__
 from kelp.cnn import model as model_lib
 from kelp.cnn.normalise import Normaliser
+from kelp.errors import StaleInputError
 
 __all__ = [
     "CONFIG_FILE",
     "FORMAT",
     "STATE_FILE",
     "WEIGHTS_FILE",
-    "ChannelMismatchError",
     "Checkpoint",
     "load_checkpoint",
     "load_state",
@@ -49,10 +49,6 @@ FORMAT = "kelp-cnn-checkpoint/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
-
-
-class ChannelMismatchError(ValueError):
-    """A checkpoint was trained on other channels than the ones requested."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +146,7 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no checkpoint there (the message says which command writes one).
-        ChannelMismatchError: the checkpoint's channel list differs from ``channels``.
+        StaleInputError: the checkpoint's channel list differs from ``channels``.
         ValueError: not a kelp CNN checkpoint.
     """
     path = Path(path)
@@ -171,7 +167,7 @@ def load_checkpoint(
         missing = [c for c in channels if c not in theirs]
         extra = [c for c in theirs if c not in channels]
         detail = f"missing {missing}, extra {extra}" if missing or extra else "different order"
-        raise ChannelMismatchError(
+        raise StaleInputError(
             f"checkpoint {path} was trained on channels {theirs}, but {list(channels)} were "
             f"requested ({detail}); request the checkpoint's channels, or retrain with "
             "`kelp train-cnn`"

@@ -31,12 +31,12 @@ Defaults, and why:
 64-128 px tiles on a laptop CPU in a few minutes.
 """
 
-import hashlib
-import json
 import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kelp.layout import short_hash
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -177,9 +177,7 @@ class CnnConfig(BaseModel):
         Returns:
             16 hex digits.
         """
-        payload = self.model_dump(mode="json", exclude=set(_MACHINE_FIELDS))
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return short_hash(self.model_dump(mode="json", exclude=set(_MACHINE_FIELDS)))
 
     @property
     def pad_multiple(self) -> int:

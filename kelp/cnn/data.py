@@ -93,7 +93,7 @@ class TileDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
         Raises:
             ValueError: the tile has no mask.
-            NonFiniteInputError: a NaN/inf would reach the network.
+            InputError: a NaN/inf would reach the network.
         """
         epoch, i = item if isinstance(item, tuple) else (None, item)
         record = self.records[i]

@@ -13,12 +13,14 @@ import torch
 
 from kelp._progress import say
 from kelp.cnn.config import Amp, DeviceChoice
+from kelp.errors import DeviceError
 
-__all__ = ["DeviceError", "Precision", "loader_workers", "precision_for", "resolve_device"]
-
-
-class DeviceError(ValueError):
-    """The requested device cannot be used; the message says what to use instead."""
+__all__ = [
+    "Precision",
+    "loader_workers",
+    "precision_for",
+    "resolve_device",
+]
 
 
 def resolve_device(choice: DeviceChoice, quiet: bool = False) -> torch.device:

@@ -26,7 +26,7 @@ from kelp.errors import StaleInputError
 from kelp.features import FeatureConfig
 from kelp.features.manifest import FeatureBuild, read_build
 
-__all__ = ["CnnLayout", "RunInputs", "StaleInputError", "load_inputs"]
+__all__ = ["CnnLayout", "RunInputs", "load_inputs"]
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def load_inputs(
 
     Raises:
         FileNotFoundError: no feature manifest (says to run `kelp build-features`).
-        FoldsError: no or a bad folds file (says to run `kelp data folds`).
+        InputError: no or a bad folds file (says to run `kelp data folds`).
         StaleInputError: features built from another folds file, with another version of
             the feature code, or from tiles that the dataset no longer has.
     """

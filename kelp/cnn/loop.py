@@ -18,16 +18,13 @@ from torch.utils.data import DataLoader
 from kelp._progress import track
 from kelp.cnn.data import IGNORE
 from kelp.cnn.device import Precision
+from kelp.errors import TrainingDivergedError
 from kelp.metrics import Counts
 
-__all__ = ["Loss", "TrainingDivergedError", "train_epoch", "validate"]
+__all__ = ["Loss", "train_epoch", "validate"]
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Loader = DataLoader[tuple[torch.Tensor, torch.Tensor]]
-
-
-class TrainingDivergedError(ValueError):
-    """The training loss became NaN or infinite."""
 
 
 def train_epoch(

@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from kelp.cnn.config import Arch, CnnConfig
+from kelp.errors import WeightsUnavailableError
 
 __all__ = [
     "SUGGESTED_ENCODERS",
     "ModelSpec",
     "PaddedModel",
-    "WeightsUnavailableError",
     "check_model",
     "create_model",
     "pad_amounts",
@@ -47,10 +47,6 @@ SUGGESTED_ENCODERS = (
     "tu-convnext_tiny",
 )
 _PROBE_TIMEOUT_S = 3.0
-
-
-class WeightsUnavailableError(OSError):
-    """Pretrained encoder weights are neither cached nor downloadable right now."""
 
 
 @dataclass(frozen=True)

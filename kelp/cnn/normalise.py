@@ -25,14 +25,11 @@ from typing import Any
 import numpy as np
 
 from kelp.cnn.config import Normalisation
+from kelp.errors import InputError
 
-__all__ = ["NonFiniteInputError", "Normaliser", "check_finite"]
+__all__ = ["Normaliser", "check_finite"]
 
 _ZSCORE_CLIP = 10.0
-
-
-class NonFiniteInputError(ValueError):
-    """A normalised input holds NaN or inf; it must never reach the network."""
 
 
 def check_finite(x: np.ndarray, channels: Sequence[str], what: str) -> None:
@@ -44,13 +41,13 @@ def check_finite(x: np.ndarray, channels: Sequence[str], what: str) -> None:
         what: what the array is, e.g. ``"tile AA498489"``.
 
     Raises:
-        NonFiniteInputError: naming the channels with NaN/inf and how many values.
+        InputError: naming the channels with NaN/inf and how many values.
     """
     bad = ~np.isfinite(x)
     if bad.any():
         per_channel = bad.reshape(len(x), -1).sum(axis=1)
         named = {channels[i]: int(n) for i, n in enumerate(per_channel) if n}
-        raise NonFiniteInputError(
+        raise InputError(
             f"normalised input of {what} holds {int(bad.sum())} NaN/inf value(s) "
             f"(per channel: {named}); the network must never see them. Use a finite "
             "nan_fill, and check the feature build's normalisation statistics"
@@ -139,7 +136,7 @@ class Normaliser:
 
         Raises:
             ValueError: ``raw`` has the wrong number of channels.
-            NonFiniteInputError: a NaN/inf would reach the network.
+            InputError: a NaN/inf would reach the network.
         """
         if raw.ndim != 3 or raw.shape[0] != len(self.channels):
             raise ValueError(

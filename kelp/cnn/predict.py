@@ -16,8 +16,6 @@ checkpoints, TTA and tiles skips the tiles already written; anything else starts
 over.
 """
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,11 +33,13 @@ from kelp.cnn.channels import ChannelSource
 from kelp.cnn.checkpoint import WEIGHTS_FILE, Checkpoint, load_checkpoint
 from kelp.cnn.config import DeviceChoice
 from kelp.cnn.device import Precision, precision_for, resolve_device
-from kelp.cnn.inputs import CnnLayout, StaleInputError
+from kelp.cnn.inputs import CnnLayout
 from kelp.cnn.normalise import Normaliser
 from kelp.cnn.tta import D4, IDENTITY, tta_logits
 from kelp.data.catalog import TileRecord, scan_catalog
+from kelp.errors import StaleInputError
 from kelp.features import FeatureConfig
+from kelp.layout import file_sha256, short_hash
 from kelp.maps import finish_store, open_store, store_manifest
 
 __all__ = ["CnnEnsemble", "Member", "TileChoice", "load_ensemble", "predict_cnn", "predict_tiles"]
@@ -88,7 +88,7 @@ def predict_tiles(
         ``(tile_id, logits)``: ``(H, W) float32``.
 
     Raises:
-        NonFiniteInputError: a normalised input would hold NaN/inf.
+        InputError: a normalised input would hold NaN/inf.
     """
     transforms = D4 if tta else IDENTITY
     batch: list[tuple[str, np.ndarray]] = []
@@ -193,7 +193,7 @@ def load_ensemble(
             ``kelp train-cnn``).
         StaleInputError: a fold folder left over from another k, or a checkpoint trained
             under another key than the out-of-fold logits (says to rerun ``kelp train-cnn``).
-        ChannelMismatchError: checkpoints with other channels than requested or each other.
+        StaleInputError: checkpoints with other channels than requested or each other.
     """
     layout = CnnLayout(Path(run))
     oof = store_manifest(layout.oof)
@@ -242,10 +242,6 @@ def _select(records: Sequence[TileRecord], tiles: TileChoice) -> list[TileRecord
     return [r for r in records if tiles == "all" or r.split == tiles]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def predict_cnn(
     data: str | os.PathLike[str],
     run: str | os.PathLike[str],
@@ -277,7 +273,7 @@ def predict_cnn(
 
     Raises:
         FileNotFoundError: no trained fold (says to run `kelp train-cnn`).
-        ChannelMismatchError: checkpoints with other channels than requested or than each
+        StaleInputError: checkpoints with other channels than requested or than each
             other.
         StaleInputError: a leftover or retrained fold (see :func:`load_ensemble`).
         DeviceError: ``cuda`` without a GPU.
@@ -309,11 +305,9 @@ def predict_cnn(
         tuple(first["features"]["band_order"]),
     )
     hashes = {
-        str(k): _sha256(c.path / WEIGHTS_FILE) for k, c in zip(chosen, checkpoints, strict=True)
+        str(k): file_sha256(c.path / WEIGHTS_FILE) for k, c in zip(chosen, checkpoints, strict=True)
     }
-    key = hashlib.sha256(
-        json.dumps([sorted(hashes.items()), tta, [r.tile_id for r in records]]).encode()
-    ).hexdigest()[:16]
+    key = short_hash([sorted(hashes.items()), tta, [r.tile_id for r in records]])
     out_dir = Path(out) if out is not None else layout.test
     store = open_store(out_dir, key)
     todo = [r for r in records if not store.has(r.tile_id)]

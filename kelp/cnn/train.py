@@ -12,7 +12,7 @@ from which an interrupted fold resumes. ``fold.json`` lists the tiles fitted, va
 and held out.
 
 Folds without kelp. Training folds without kelp raise
-:class:`~kelp.data.split.NoPositivesError`. When no area split leaves kelp on both sides of
+:class:`~kelp.data.split.InputError`. When no area split leaves kelp on both sides of
 the inner split (fewer than two kelp areas), the fold fits on every training tile and keeps
 its last epoch, with a warning: choosing on kelp-free tiles would pick "never kelp".
 
@@ -25,7 +25,6 @@ Re-running with the same inputs and config does nothing for folds already finish
 """
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -53,16 +52,17 @@ from kelp.cnn.data import EpochSampler, TileDataset, collate
 from kelp.cnn.device import Precision, loader_workers, precision_for, resolve_device
 from kelp.cnn.history import EpochRow, plot_curves, write_log
 from kelp.cnn.inputs import CnnLayout, RunInputs, load_inputs
-from kelp.cnn.loop import TrainingDivergedError, train_epoch, validate
+from kelp.cnn.loop import train_epoch, validate
 from kelp.cnn.losses import make_loss
 from kelp.cnn.normalise import Normaliser
 from kelp.cnn.oof import oof_manifest, oof_metrics, predict_oof
 from kelp.cnn.optim import make_optimizer, make_scheduler
 from kelp.data.io import read_mask
 from kelp.data.split import FoldPlan, plan_fold
+from kelp.layout import short_hash
 from kelp.maps import finish_store, open_store, store_manifest
 
-__all__ = ["TrainingDivergedError", "train_cnn"]
+__all__ = ["train_cnn"]
 
 
 def train_cnn(
@@ -89,13 +89,13 @@ def train_cnn(
 
     Raises:
         FileNotFoundError: no feature manifest (run `kelp build-features`).
-        FoldsError: no or a bad folds file (run `kelp data folds`).
+        InputError: no or a bad folds file (run `kelp data folds`).
         StaleInputError: inputs that do not belong together.
-        UnknownChannelError: a channel not in the feature stack.
+        ConfigError: a channel not in the feature stack.
         DeviceError: ``cuda`` without a GPU.
         WeightsUnavailableError: ``imagenet`` weights that cannot be had offline.
         ValueError: an unknown fold.
-        NoPositivesError: a fold whose training tiles hold no kelp.
+        InputError: a fold whose training tiles hold no kelp.
         TrainingDivergedError: the loss became NaN/inf (lower ``lr``).
     """
     started = time.perf_counter()
@@ -171,17 +171,15 @@ def _choose_folds(folds: Sequence[int] | None, k: int) -> list[int]:
 
 def _run_key(config: CnnConfig, inputs: RunInputs) -> str:
     """What a fold's weights depend on: config, channel code, folds, tiles and statistics."""
-    text = json.dumps(
+    return short_hash(
         [
             config.training_key(),
             inputs.features["stack_hash"],
             inputs.folds_sha256,
             sorted(inputs.records),
             inputs.features.get("normalisation"),
-        ],
-        sort_keys=True,
+        ]
     )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _seed_everything(seed: int) -> None:

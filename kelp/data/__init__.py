@@ -1,8 +1,8 @@
 """Tiles: reading and writing, catalogues, validation, synthetic data, areas and folds."""
 
 from kelp.data.bands import BAND_NAMES, DEFAULT_BAND_ORDER, MISSING
-from kelp.data.catalog import Catalog, DatasetError, Problem, TileRecord, open_catalog
-from kelp.data.io import TileError, pack_submission, read_image, read_mask, write_mask
+from kelp.data.catalog import Catalog, Problem, TileRecord, open_catalog
+from kelp.data.io import pack_submission, read_image, read_mask, write_mask
 from kelp.data.tile import Tile, load_tile
 
 __all__ = [
@@ -10,10 +10,8 @@ __all__ = [
     "DEFAULT_BAND_ORDER",
     "MISSING",
     "Catalog",
-    "DatasetError",
     "Problem",
     "Tile",
-    "TileError",
     "TileRecord",
     "load_tile",
     "open_catalog",

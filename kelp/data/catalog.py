@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from kelp.errors import DatasetError
+
 __all__ = [
     "METADATA_COLUMNS",
     "Catalog",
-    "DatasetError",
     "Problem",
     "TileRecord",
     "file_md5",
@@ -72,16 +73,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
-
-
-class DatasetError(ValueError):
-    """A dataset cannot be used; the message lists every problem found."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        super().__init__(f"{len(problems)} problem(s) in the dataset:\n{lines}{more}")
 
 
 @dataclass(frozen=True)

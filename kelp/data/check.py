@@ -31,8 +31,8 @@ from kelp._files import atomic_path
 from kelp._progress import track
 from kelp.data.bands import DEFAULT_BAND_ORDER, MISSING
 from kelp.data.catalog import Catalog, Problem, scan_catalog
-from kelp.data.io import TileError
 from kelp.data.tile import Tile, load_tile
+from kelp.errors import TileError
 
 __all__ = [
     "ALMOST_ALL_WATER_PCT",

@@ -29,16 +29,15 @@ from sklearn.model_selection import StratifiedGroupKFold
 from kelp._files import atomic_path
 from kelp._progress import track
 from kelp.data.bands import DEFAULT_BAND_ORDER
-from kelp.data.catalog import Catalog, DatasetError, Problem, open_catalog
+from kelp.data.catalog import Catalog, Problem, open_catalog
 from kelp.data.check import tile_stats
 from kelp.data.grouping import METHODS, Method, dem_signature, group_areas
-from kelp.data.io import TileError
 from kelp.data.tile import load_tile
+from kelp.errors import DatasetError, InputError, TileError
 
 __all__ = [
     "FOLD_FLAGS",
     "FoldAssignment",
-    "FoldsError",
     "area_recovery",
     "make_folds",
     "read_folds",
@@ -48,10 +47,6 @@ __all__ = [
 
 FOLD_FLAGS = ("has_kelp", "almost_all_water", "qa_ok", "high_corrupted")
 SYNTHETIC_AREAS = "synthetic_areas.csv"
-
-
-class FoldsError(ValueError):
-    """A folds file cannot be used; the message lists every problem found."""
 
 
 @dataclass(frozen=True)
@@ -208,18 +203,18 @@ def read_folds(path: str | os.PathLike[str], catalog: Catalog | None = None) -> 
     exactly once and no unknown tile.
 
     Raises:
-        FoldsError: listing every problem, naming the file.
+        InputError: listing every problem, naming the file.
     """
     path = Path(path)
     if not path.is_file():
-        raise FoldsError(f"{path}: folds file not found; write one with `kelp data folds`")
+        raise InputError(f"{path}: folds file not found; write one with `kelp data folds`")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         rows = list(reader)
     missing_cols = [c for c in ("tile_id", "fold") if c not in columns]
     if missing_cols:
-        raise FoldsError(f"{path}: missing column(s) {missing_cols}; found {columns}")
+        raise InputError(f"{path}: missing column(s) {missing_cols}; found {columns}")
     problems: list[str] = []
     seen: dict[str, int] = {}
     tile_ids, aoi_ids, folds, flags = [], [], [], []
@@ -262,7 +257,7 @@ def read_folds(path: str | os.PathLike[str], catalog: Catalog | None = None) -> 
             )
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
-        raise FoldsError(f"{path}: {len(problems)} problem(s):\n{listed}")
+        raise InputError(f"{path}: {len(problems)} problem(s):\n{listed}")
     return FoldAssignment(tuple(tile_ids), tuple(aoi_ids), np.array(folds), tuple(flags))
 
 

@@ -19,24 +19,15 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from kelp._files import atomic_path
 from kelp.data.bands import BAND_NAMES, DEFAULT_BAND_ORDER, check_band_order
+from kelp.errors import TileError
 
 __all__ = [
-    "TileError",
     "pack_submission",
     "read_image",
     "read_mask",
     "write_image",
     "write_mask",
 ]
-
-
-class TileError(ValueError):
-    """A tile file is unreadable or does not hold what a Kelp Wanted tile must hold."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 def _read(path: Path) -> tuple[np.ndarray, Affine]:

@@ -9,7 +9,7 @@ predicted, so its out-of-fold maps are scored by a model chosen without them.
 
 Folds without kelp, decided as follows:
 
-- the training folds hold no kelp: :class:`NoPositivesError` (nothing to learn);
+- the training folds hold no kelp: :class:`InputError` (nothing to learn);
 - no area split puts kelp on both sides (fewer than two kelp areas): early stopping is off;
   the boosted models train ``max_rounds`` rounds and the CNN keeps its last epoch, on every
   training tile, noted in the fold's record (choosing on kelp-free tiles would pick the
@@ -26,12 +26,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from kelp.data.folds import FoldAssignment
+from kelp.errors import InputError
 
-__all__ = ["FoldPlan", "NoPositivesError", "plan_fold"]
-
-
-class NoPositivesError(ValueError):
-    """The tiles a fold's models would train on hold no kelp."""
+__all__ = ["FoldPlan", "plan_fold"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ def plan_fold(
         The plan.
 
     Raises:
-        NoPositivesError: the training tiles hold no kelp.
+        InputError: the training tiles hold no kelp.
     """
     held = sorted(t for t in assignment.tiles_in(fold))
     train = [
@@ -90,7 +87,7 @@ def plan_fold(
         if f != fold and t in has_kelp
     ]
     if not any(has_kelp[t] for t, _ in train):
-        raise NoPositivesError(
+        raise InputError(
             f"fold {fold}: the {len(train)} training tiles (all folds but {fold}) hold no kelp "
             "pixel, so no model can learn kelp; make folds that spread the kelp tiles "
             "(`kelp data folds` stratifies by has_kelp) or use fewer folds"

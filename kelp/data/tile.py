@@ -10,7 +10,8 @@ from affine import Affine
 
 from kelp.data.bands import BAND_NAMES, DEFAULT_BAND_ORDER, MISSING, BandName
 from kelp.data.catalog import TileRecord
-from kelp.data.io import TileError, read_image, read_mask
+from kelp.data.io import read_image, read_mask
+from kelp.errors import TileError
 
 __all__ = ["Tile", "load_tile"]
 

@@ -27,7 +27,6 @@ set, which is what fold k's CNN may see.
 import base64
 import concurrent.futures as cf
 import dataclasses
-import hashlib
 import json
 import multiprocessing
 import os
@@ -46,15 +45,16 @@ from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say, track
 from kelp.data.bands import DEFAULT_BAND_ORDER
-from kelp.data.catalog import DatasetError, TileRecord, scan_catalog
+from kelp.data.catalog import TileRecord, scan_catalog
 from kelp.data.folds import read_folds
-from kelp.data.io import TileError
 from kelp.data.tile import load_tile
+from kelp.errors import DatasetError, InputError, TileError
 from kelp.features.config import FeatureConfig
 from kelp.features.sampling import KINDS, sample_pixels, tile_rng
 from kelp.features.stack import build_channels, channel_names
+from kelp.layout import file_sha256, short_hash
 
-__all__ = ["KEY_COLUMNS", "FeatureBuildError", "build_features"]
+__all__ = ["KEY_COLUMNS", "build_features"]
 
 KEY_COLUMNS = ("tile_id", "row", "col", "fold", "label", "kind", "weight")
 OnError = Literal["fail", "skip"]
@@ -64,10 +64,6 @@ _QUANTILE_SAMPLE = 50_000  # pixels kept for quantiles, per fold
 _PER_TILE_SAMPLE = 256  # pixels each tile offers to that sample
 _STATS_STRIDE = 4  # statistics use every 4th pixel in each direction
 _FORMAT = 2  # bump when the per-tile file or its summary changes: old files are rebuilt
-
-
-class FeatureBuildError(ValueError):
-    """A tile failed with ``on_error="fail"``; tiles written before it are kept."""
 
 
 @dataclass
@@ -194,8 +190,7 @@ class _Stats:
 
 
 def _file_key(config: FeatureConfig, seed: int, fold: int, band_order: Sequence[str]) -> str:
-    text = json.dumps([_FORMAT, config.table_hash(), seed, fold, list(band_order), __version__])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return short_hash([_FORMAT, config.table_hash(), seed, fold, list(band_order), __version__])
 
 
 def _process(job: _Job) -> _TileSummary:
@@ -336,8 +331,8 @@ def build_features(
 
     Raises:
         DatasetError: catalogue problems with ``on_error="fail"``.
-        FoldsError: a folds file that does not match the dataset.
-        FeatureBuildError: a tile failed with ``on_error="fail"``.
+        InputError: a folds file that does not match the dataset.
+        InputError: a tile failed with ``on_error="fail"``.
         ValueError: a bad config, e.g. an unknown index or a filter scale larger than a tile.
     """
     if on_error not in ("fail", "skip"):
@@ -387,7 +382,7 @@ def build_features(
         if isinstance(result, Exception):
             reason = str(getattr(result, "problem", result))
             if on_error == "fail":
-                raise FeatureBuildError(
+                raise InputError(
                     f"{job.record.image}: {reason} (tile {job.record.tile_id}); "
                     f"{len(summaries)} tile(s) already written are kept in {table_dir}; "
                     "fix or remove the tile, or rerun with --on-error skip"
@@ -443,7 +438,7 @@ def _manifest(
         "kelp_version": __version__,
         "data": str(Path(data).resolve()),
         "folds": str(Path(folds).resolve()),
-        "folds_sha256": hashlib.sha256(Path(folds).read_bytes()).hexdigest(),
+        "folds_sha256": file_sha256(folds),
         "config": config.model_dump(mode="json"),
         "stack_hash": config.stack_hash(),
         "table_hash": config.table_hash(),

@@ -18,11 +18,11 @@ The default stack is chosen for kelp canopy on Landsat:
   the patch shape and texture that the U-Net sees through its receptive field.
 """
 
-import hashlib
-import json
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kelp.layout import short_hash
 
 __all__ = [
     "CONTEXT_CHANNELS",
@@ -108,13 +108,8 @@ class FeatureConfig(_Frozen):
 
     def stack_hash(self) -> str:
         """Short hash of everything that changes the channel stack (not the sampling)."""
-        return _hash(self.model_dump(mode="json", exclude={"sampling"}))
+        return short_hash(self.model_dump(mode="json", exclude={"sampling"}))
 
     def table_hash(self) -> str:
         """Short hash of everything that changes the table rows of a tile."""
-        return _hash(self.model_dump(mode="json"))
-
-
-def _hash(payload: dict[str, object]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return short_hash(self.model_dump(mode="json"))

@@ -7,7 +7,6 @@ band order, in particular, comes only from here: a run whose tiles store their b
 another order is read the same way by every stage.
 """
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from kelp.data.bands import DEFAULT_BAND_ORDER
 from kelp.errors import StaleInputError
 from kelp.features.config import FeatureConfig
 from kelp.features.stack import channel_names
+from kelp.layout import file_sha256
 
 __all__ = ["FeatureBuild", "read_build", "read_manifest"]
 
@@ -72,7 +72,7 @@ class FeatureBuild:
         Raises:
             StaleInputError: built from another folds file.
         """
-        sha = hashlib.sha256(Path(folds).read_bytes()).hexdigest()
+        sha = file_sha256(folds)
         if sha != self.folds_sha256:
             raise StaleInputError(
                 f"the features in {self.root} were built from another folds file than "

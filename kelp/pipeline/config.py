@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kelp.cnn.config import CnnConfig
-from kelp.config import ConfigError, validate_config
+from kelp.config import validate_config
 from kelp.data.bands import DEFAULT_BAND_ORDER
+from kelp.errors import ConfigError
 from kelp.features.config import FeatureConfig
 from kelp.stacking.config import StackConfig
 from kelp.tabular.config import TabularConfig

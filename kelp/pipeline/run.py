@@ -11,7 +11,6 @@ there again, where each stage's own resume logic picks up finished tiles, folds 
 Earlier stages' outputs stay valid throughout: every file is written atomically.
 """
 
-import hashlib
 import json
 import os
 import platform
@@ -32,6 +31,7 @@ from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say
 from kelp._provenance import git_state
+from kelp.layout import short_hash
 from kelp.pipeline.config import STAGES, RunConfig, Stage
 
 __all__ = ["RUN_JSON", "dataset_hash", "run_pipeline", "select_stages"]
@@ -70,11 +70,11 @@ def select_stages(only: Stage | None = None, start: Stage | None = None) -> list
 def dataset_hash(root: str | os.PathLike[str]) -> str:
     """Hash of a dataset's file listing: relative paths, sizes and modification times."""
     root = Path(root)
-    digest = hashlib.sha256()
+    listing = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         stat = path.stat()
-        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+        listing.append([str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns])
+    return short_hash(listing)
 
 
 def _versions() -> dict[str, str | None]:
@@ -273,9 +273,7 @@ def run_pipeline(
     upstream = record["dataset_hash"]
     started = time.perf_counter()
     for stage in STAGES:
-        key = hashlib.sha256(
-            json.dumps([upstream, config.section(stage)], sort_keys=True).encode()
-        ).hexdigest()[:16]
+        key = short_hash([upstream, config.section(stage)])
         upstream = key
         if stage not in stages:
             continue

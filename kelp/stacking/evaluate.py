@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from kelp._progress import track
-from kelp.data.io import TileError, read_mask
+from kelp.data.io import read_mask
+from kelp.errors import TileError
 from kelp.metrics import MetricAccumulator
 
 __all__ = ["evaluate_masks"]

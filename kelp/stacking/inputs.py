@@ -7,7 +7,6 @@ that holds it out in the current ``folds.csv`` (so no pixel comes from a model t
 on it), and that all models were trained on the same folds file and the same channel stack.
 """
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from kelp.data.folds import FoldAssignment
+from kelp.errors import StaleInputError
+from kelp.layout import file_sha256
 from kelp.maps import MapStore
 
-__all__ = ["BaseMaps", "StaleMapsError", "open_base_maps", "train_command"]
-
-
-class StaleMapsError(ValueError):
-    """Out-of-fold maps are missing or do not match the run; says which command to run."""
+__all__ = ["BaseMaps", "open_base_maps", "train_command"]
 
 
 def train_command(model: str) -> str:
@@ -71,18 +68,18 @@ def open_base_maps(
         The maps.
 
     Raises:
-        StaleMapsError: no maps, a model or tile missing, or maps made with other folds or
+        StaleInputError: no maps, a model or tile missing, or maps made with other folds or
             another channel stack; the message names the command to run.
     """
     oof = Path(run) / "oof"
     found = sorted(p.name for p in oof.iterdir() if p.is_dir()) if oof.is_dir() else []
     names = list(models) or found
     if not names:
-        raise StaleMapsError(
+        raise StaleInputError(
             f"no out-of-fold maps in {oof}: run `kelp train-trees` and/or `kelp train-cnn` first"
         )
     names.sort(key=lambda n: (n != "cnn", n))
-    sha = hashlib.sha256(Path(folds_path).read_bytes()).hexdigest()
+    sha = file_sha256(folds_path)
     stores: list[MapStore] = []
     keys: list[str] = []
     stack_hashes: dict[str, str | None] = {}
@@ -91,12 +88,12 @@ def open_base_maps(
         try:
             manifest = store.manifest()
         except FileNotFoundError:
-            raise StaleMapsError(
+            raise StaleInputError(
                 f"out-of-fold maps of {name!r} missing or incomplete in {store.root}: "
                 f"run `{train_command(name)}`"
             ) from None
         if manifest.get("folds_sha256") != sha:
-            raise StaleMapsError(
+            raise StaleInputError(
                 f"out-of-fold maps of {name!r} were made with another folds file than "
                 f"{folds_path}: rerun `{train_command(name)}`"
             )
@@ -108,17 +105,17 @@ def open_base_maps(
             elif predicted_by != fold:
                 wrong.append(tile_id)
         if missing:
-            raise StaleMapsError(
+            raise StaleInputError(
                 f"{len(missing)} train tile(s) have no out-of-fold map of {name!r} "
                 f"(e.g. {missing[:3]}): run `{train_command(name)}` for all folds"
             )
         if wrong:
-            raise StaleMapsError(
+            raise StaleInputError(
                 f"{len(wrong)} map(s) of {name!r} were predicted by another fold's model than "
                 f"the one holding the tile out (e.g. {wrong[:3]}): rerun `{train_command(name)}`"
             )
         if manifest.get("kind") != "logit":
-            raise StaleMapsError(
+            raise StaleInputError(
                 f"out-of-fold maps of {name!r} in {store.root} hold {manifest.get('kind')} values "
                 f"from an older kelp (base models now store float32 logits): rerun "
                 f"`{train_command(name)}`"
@@ -127,7 +124,7 @@ def open_base_maps(
         keys.append(str(manifest.get("key")))
         stack_hashes[name] = manifest.get("stack_hash")
     if len(set(stack_hashes.values())) > 1:
-        raise StaleMapsError(
+        raise StaleInputError(
             f"base models were trained on different feature configs {stack_hashes}: rebuild "
             "features once and retrain them all"
         )

@@ -13,7 +13,6 @@ and every base model's keys, decision); a rerun with the same key skips tiles al
 written, another key starts over.
 """
 
-import hashlib
 import json
 import os
 import time
@@ -26,14 +25,15 @@ import numpy as np
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say, track
-from kelp.data.catalog import DatasetError, Problem, scan_catalog
-from kelp.data.io import TileError, pack_submission, write_mask
+from kelp.data.catalog import Problem, scan_catalog
+from kelp.data.io import pack_submission, write_mask
 from kelp.data.tile import Tile, load_tile
 from kelp.devices import Device
-from kelp.errors import StaleInputError
+from kelp.errors import DatasetError, StaleInputError, TileError
 from kelp.features.channels import land_mask
 from kelp.features.manifest import FeatureBuild, read_build
 from kelp.features.stack import build_channels
+from kelp.layout import file_sha256, short_hash
 from kelp.maps import store_manifest
 from kelp.stacking.postprocess import Decision
 from kelp.stacking.stack import fused_probability, load_meta
@@ -133,7 +133,7 @@ def _check_unchanged(run: Path, stacking: dict[str, Any]) -> FeatureBuild:
     if "base_keys" not in stacking:
         raise StaleInputError(f"{run / 'stacking'} was made by an older kelp: {rerun}")
     folds = run / "folds.csv"
-    if not folds.is_file() or _sha256(folds) != stacking["folds_sha256"]:
+    if not folds.is_file() or file_sha256(folds) != stacking["folds_sha256"]:
         raise StaleInputError(
             f"{folds} changed after `kelp stack`: retrain the base models on it "
             "(`kelp train-trees`, `kelp train-cnn`), then `kelp stack`; `kelp run` does all"
@@ -155,24 +155,17 @@ def _check_unchanged(run: Path, stacking: dict[str, Any]) -> FeatureBuild:
     return build
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _key(run: Path, stacking: dict[str, Any], decision: dict[str, Any], tta: bool | None) -> str:
     """What the masks depend on: meta-model, stacker key, base-model keys, decision, TTA."""
-    meta_bytes = (run / "stacking" / "meta.joblib").read_bytes()
     payload = [
-        hashlib.sha256(meta_bytes).hexdigest(),
+        file_sha256(run / "stacking" / "meta.joblib"),
         stacking["key"],
         stacking["base_keys"],
         decision,
         tta,
         __version__,
     ]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+    return short_hash(payload)
 
 
 def predict(

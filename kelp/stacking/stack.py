@@ -22,7 +22,6 @@ on the cross-validated fused maps, never on maps a meta-model was fit on.
 """
 
 import functools
-import hashlib
 import json
 import operator
 import os
@@ -41,14 +40,16 @@ from kelp._progress import say, track
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import read_folds
 from kelp.data.tile import Tile, load_tile
+from kelp.errors import StaleInputError
 from kelp.features.channels import land_mask
 from kelp.features.manifest import FeatureBuild, read_build
 from kelp.features.sampling import sample_pixels
+from kelp.layout import file_sha256, short_hash
 from kelp.maps import MapStore, finish_store, open_store, sigmoid
 from kelp.metrics import Counts
 from kelp.oof_report import build_report, write_report
 from kelp.stacking.config import MetaName, StackConfig
-from kelp.stacking.inputs import BaseMaps, StaleMapsError, open_base_maps
+from kelp.stacking.inputs import BaseMaps, open_base_maps
 from kelp.stacking.meta import MetaModel, create_meta, feature_names, meta_features
 from kelp.stacking.postprocess import (
     Decision,
@@ -111,7 +112,7 @@ def _key(config: StackConfig, base: BaseMaps, folds_sha: str, build: FeatureBuil
         build.band_order,
         __version__,
     ]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return short_hash(payload)
 
 
 def _fit(name: MetaName, rows: list[_Rows], config: StackConfig) -> MetaModel:
@@ -156,7 +157,7 @@ def stack(
         The stage's manifest.
 
     Raises:
-        StaleMapsError: base-model maps missing or inconsistent (says which command to run).
+        StaleInputError: base-model maps missing or inconsistent (says which command to run).
         ValueError: no kelp to fit on.
     """
     config = config or StackConfig()
@@ -168,12 +169,12 @@ def stack(
     base = open_base_maps(run, assignment, folds_path, config.models)
     build = read_build(run / "features")
     if base.stack_hash != build.stack_hash:
-        raise StaleMapsError(
+        raise StaleInputError(
             f"the base models were trained on channel stack {base.stack_hash}, the feature "
             f"build in {build.root} is now {build.stack_hash}: retrain them "
             "(`kelp train-trees`, `kelp train-cnn`)"
         )
-    folds_sha = hashlib.sha256(folds_path.read_bytes()).hexdigest()
+    folds_sha = file_sha256(folds_path)
     key = _key(config, base, folds_sha, build)
     manifest_path = out / "manifest.json"
     if not force and manifest_path.is_file():

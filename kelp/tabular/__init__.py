@@ -11,25 +11,21 @@ Typical use::
 Heavy libraries (LightGBM, XGBoost, CatBoost) are imported when a model is first used.
 """
 
-from kelp.data.split import FoldPlan, NoPositivesError, plan_fold
+from kelp.data.split import FoldPlan, plan_fold
 from kelp.tabular.config import MODEL_NAMES, ModelName, TabularConfig
-from kelp.tabular.data import FeatureMismatchError, FeatureTable, check_feature_names, load_table
+from kelp.tabular.data import FeatureTable, check_feature_names, load_table
 from kelp.tabular.predict import load_fold_models, predict_tiles
-from kelp.tabular.registry import UnknownModelError, create_model, load_model, parse_models
+from kelp.tabular.registry import create_model, load_model, parse_models
 from kelp.tabular.runs import RunPaths
-from kelp.tabular.train import StaleInputError, train_trees
+from kelp.tabular.train import train_trees
 
 __all__ = [
     "MODEL_NAMES",
-    "FeatureMismatchError",
     "FeatureTable",
     "FoldPlan",
     "ModelName",
-    "NoPositivesError",
     "RunPaths",
-    "StaleInputError",
     "TabularConfig",
-    "UnknownModelError",
     "check_feature_names",
     "create_model",
     "load_fold_models",

@@ -15,14 +15,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kelp.errors import StaleInputError
 from kelp.features.build import KEY_COLUMNS
 from kelp.features.manifest import read_manifest
 
-__all__ = ["FeatureMismatchError", "FeatureTable", "check_feature_names", "load_table"]
-
-
-class FeatureMismatchError(ValueError):
-    """Features differ from what a model expects; the message names the first difference."""
+__all__ = ["FeatureTable", "check_feature_names", "load_table"]
 
 
 def check_feature_names(expected: Sequence[str], found: Sequence[str], context: str) -> None:
@@ -35,7 +32,7 @@ def check_feature_names(expected: Sequence[str], found: Sequence[str], context: 
             lightgbm model of fold 0"``; starts the message.
 
     Raises:
-        FeatureMismatchError: naming missing and extra names, or the first position where
+        StaleInputError: naming missing and extra names, or the first position where
             the order differs, and what to do.
     """
     expected, found = list(expected), list(found)
@@ -48,7 +45,7 @@ def check_feature_names(expected: Sequence[str], found: Sequence[str], context: 
     else:
         i = next(i for i, (a, b) in enumerate(zip(expected, found, strict=True)) if a != b)
         detail = f"same names in another order: {found[i]!r} at position {i}, not {expected[i]!r}"
-    raise FeatureMismatchError(
+    raise StaleInputError(
         f"{context}: features differ ({len(found)} offered, {len(expected)} expected; "
         f"{detail}). The features were built with a different feature config: rebuild them "
         "with the model's config (`kelp build-features --config ...`) or retrain "
@@ -107,7 +104,7 @@ def load_table(
     Raises:
         FileNotFoundError: no manifest or no table files (says to run
             ``kelp build-features``).
-        FeatureMismatchError: the Parquet columns disagree with the manifest, or the
+        StaleInputError: the Parquet columns disagree with the manifest, or the
             table's features differ from ``expected``.
     """
     features_dir = Path(features_dir)

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from kelp._progress import say
-from kelp.devices import Device, DeviceError, ResolvedDevice, visible_gpus
+from kelp.devices import Device, ResolvedDevice, visible_gpus
+from kelp.errors import DeviceError
 from kelp.tabular.config import ModelName
 
 __all__ = ["gpu_usable", "resolve_device", "resolve_devices"]

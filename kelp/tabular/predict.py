@@ -20,7 +20,7 @@ from kelp.features.config import FeatureConfig
 from kelp.features.manifest import read_build
 from kelp.features.stack import build_channels, channel_names
 from kelp.maps import MapStore, logit, sigmoid, store_manifest
-from kelp.tabular.data import FeatureMismatchError, check_feature_names
+from kelp.tabular.data import check_feature_names
 from kelp.tabular.models.base import MODEL_JSON, TreeModel
 from kelp.tabular.registry import load_model
 
@@ -60,7 +60,7 @@ def feature_config_of(model: TreeModel) -> FeatureConfig:
     Raises:
         ValueError: the model folder records no feature config (not made by
             ``kelp train-trees``).
-        FeatureMismatchError: the config no longer yields the model's channels or stack
+        StaleInputError: the config no longer yields the model's channels or stack
             hash (e.g. the channel code changed since training).
     """
     stored = model.inputs.get("feature_config")
@@ -74,7 +74,7 @@ def feature_config_of(model: TreeModel) -> FeatureConfig:
         model.feature_names_in_, channel_names(config), f"the {model.name} model's feature config"
     )
     if config.stack_hash() != model.inputs.get("stack_hash"):
-        raise FeatureMismatchError(
+        raise StaleInputError(
             f"the {model.name} model was trained on stack {model.inputs.get('stack_hash')}, "
             f"its feature config now gives {config.stack_hash()}: retrain (`kelp train-trees`)"
         )
@@ -125,7 +125,7 @@ def load_fold_models(
     Raises:
         FileNotFoundError: no trained fold (or a requested fold missing); says which command
             trains it.
-        FeatureMismatchError: fold models disagree on their features.
+        StaleInputError: fold models disagree on their features.
         StaleInputError: fold models from different training settings, or a fold that does
             not belong to the maps' split; says to rerun ``kelp train-trees``.
     """
@@ -192,7 +192,7 @@ def predict_tiles(
 
     Raises:
         FileNotFoundError: no trained model (see :func:`load_fold_models`).
-        FeatureMismatchError: a tile's channels differ from the models'.
+        StaleInputError: a tile's channels differ from the models'.
         TileError: an unreadable tile.
     """
     models = load_fold_models(run, model, folds)

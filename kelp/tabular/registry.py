@@ -4,10 +4,16 @@ import importlib
 import os
 from typing import Any, cast
 
+from kelp.errors import ConfigError
 from kelp.tabular.config import MODEL_NAMES, ModelName
 from kelp.tabular.models.base import TreeModel, read_model_info
 
-__all__ = ["UnknownModelError", "create_model", "load_model", "model_class", "parse_models"]
+__all__ = [
+    "create_model",
+    "load_model",
+    "model_class",
+    "parse_models",
+]
 
 # name -> (module, class, pip package): modules import their library on first use only, so
 # `kelp --help` and configs stay fast and a missing library names its install line.
@@ -19,13 +25,9 @@ _MODELS: dict[ModelName, tuple[str, str, str]] = {
 }
 
 
-class UnknownModelError(ValueError):
-    """A model name that is not in the registry; the message lists the valid ones."""
-
-
 def _check_name(name: str) -> ModelName:
     if name not in _MODELS:
-        raise UnknownModelError(
+        raise ConfigError(
             f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)} (or 'all')"
         )
     return cast(ModelName, name)
@@ -35,7 +37,7 @@ def model_class(name: str) -> type[TreeModel]:
     """The class of a model name.
 
     Raises:
-        UnknownModelError: ``name`` is not a registered model.
+        ConfigError: ``name`` is not a registered model.
         ImportError: its library is not installed (names the ``pip install`` line).
     """
     module_name, class_name, package = _MODELS[_check_name(name)]
@@ -62,7 +64,7 @@ def create_model(name: str, params: dict[str, Any] | None = None, **options: Any
         The model.
 
     Raises:
-        UnknownModelError: unknown ``name``.
+        ConfigError: unknown ``name``.
     """
     return model_class(name)(params, **options)
 
@@ -72,7 +74,7 @@ def load_model(folder: str | os.PathLike[str]) -> TreeModel:
 
     Raises:
         FileNotFoundError: not a saved model folder.
-        UnknownModelError: the folder names a model this version does not know.
+        ConfigError: the folder names a model this version does not know.
     """
     return model_class(read_model_info(folder)["model"]).load(folder)
 
@@ -81,11 +83,11 @@ def parse_models(text: str) -> tuple[ModelName, ...]:
     """``"all"`` or comma-separated model names -> names in the order given.
 
     Raises:
-        UnknownModelError: an unknown name (lists the valid ones).
+        ConfigError: an unknown name (lists the valid ones).
     """
     if text.strip() == "all":
         return MODEL_NAMES
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise UnknownModelError(f"no model named; valid models: {', '.join(MODEL_NAMES)}")
+        raise ConfigError(f"no model named; valid models: {', '.join(MODEL_NAMES)}")
     return tuple(dict.fromkeys(_check_name(n) for n in names))

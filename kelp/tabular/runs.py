@@ -7,7 +7,6 @@ manifest lists exactly the current folds' tiles, and maps of any other fold are 
 so a map folder never mixes runs.
 """
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from typing import Any
 from kelp import __version__
 from kelp.data.folds import FoldAssignment
 from kelp.devices import ResolvedDevice
+from kelp.layout import short_hash
 from kelp.maps import MapStore
 from kelp.tabular.config import ModelName, TabularConfig
 from kelp.tabular.registry import model_class
@@ -31,7 +31,6 @@ __all__ = [
     "is_current",
     "model_key",
     "read_metrics",
-    "short_hash",
     "write_oof_manifest",
 ]
 
@@ -78,12 +77,6 @@ class RunPaths:
     def oof(self, model: str) -> MapStore:
         """The OOF map store ``RUN/oof/<model>``."""
         return MapStore(self.run / "oof" / model)
-
-
-def short_hash(payload: Mapping[str, Any]) -> str:
-    """16 hex digits of the SHA-256 of ``payload`` as sorted JSON."""
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def model_key(

@@ -16,7 +16,6 @@ feature table, folds file, versions): a rerun skips folds whose key and maps are
 and a fold interrupted half-way is simply redone (``kelp.tabular.runs``).
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +32,6 @@ from kelp.data.folds import FoldAssignment, read_folds
 from kelp.data.split import FoldPlan, plan_fold
 from kelp.data.tile import load_tile
 from kelp.devices import ResolvedDevice
-from kelp.errors import StaleInputError
 from kelp.features.manifest import FeatureBuild, read_build
 from kelp.features.stack import build_channels
 from kelp.maps import sigmoid
@@ -56,7 +54,7 @@ from kelp.tabular.runs import (
 )
 from kelp.thresholds import ThresholdCounts
 
-__all__ = ["StaleInputError", "select_folds", "train_trees"]
+__all__ = ["select_folds", "train_trees"]
 
 
 def select_folds(folds: Sequence[int] | None, k: int, source: Path) -> list[int]:
@@ -73,10 +71,6 @@ def select_folds(folds: Sequence[int] | None, k: int, source: Path) -> list[int]
             f"fold(s) {bad} do not exist: {source} has k={k} folds, numbered 0..{k - 1}"
         )
     return list(dict.fromkeys(folds))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _inputs(paths: RunPaths, build: FeatureBuild, assignment: FoldAssignment) -> dict[str, Any]:
@@ -204,11 +198,11 @@ def train_trees(
 
     Raises:
         FileNotFoundError: no feature build (says to run ``kelp build-features``).
-        FoldsError: a folds file that does not match the dataset.
+        InputError: a folds file that does not match the dataset.
         StaleInputError: features built from another folds file or channel code.
-        FeatureMismatchError: table columns that differ from the feature names.
+        StaleInputError: table columns that differ from the feature names.
         ValueError: a fold that does not exist.
-        NoPositivesError: a fold whose training tiles hold no kelp.
+        InputError: a fold whose training tiles hold no kelp.
         DeviceError: ``device="cuda"`` where a model cannot use a GPU.
     """
     config = config or TabularConfig()

@@ -8,18 +8,14 @@ import pytest
 import torch
 
 from kelp.cnn.channels import ChannelSource
-from kelp.cnn.checkpoint import (
-    ChannelMismatchError,
-    load_checkpoint,
-    load_state,
-    save_checkpoint,
-)
+from kelp.cnn.checkpoint import load_checkpoint, load_state, save_checkpoint
 from kelp.cnn.data import TileDataset, collate
 from kelp.cnn.losses import make_loss
 from kelp.cnn.model import ModelSpec, create_model
 from kelp.cnn.normalise import Normaliser
 from kelp.cnn.optim import make_optimizer
 from kelp.data import open_catalog
+from kelp.errors import StaleInputError
 from kelp.features.manifest import read_manifest
 from tests.cnn.conftest import CHANNELS, FEATURES, TINY
 
@@ -71,10 +67,10 @@ def test_checkpoint_with_other_channels_is_refused(tmp_path: Path) -> None:
     stats = {c: {"q01": 0.0, "q99": 1.0} for c in ("nir", "NDVI")}
     normaliser = Normaliser.from_stats("quantile", ["nir", "NDVI"], stats)
     path = save_checkpoint(tmp_path / "ck", create_model(spec), spec, normaliser, {})
-    with pytest.raises(ChannelMismatchError, match=r"trained on channels \['nir', 'NDVI'\].*"
+    with pytest.raises(StaleInputError, match=r"trained on channels \['nir', 'NDVI'\].*"
                        r"missing \['swir'\], extra \['NDVI'\]"):  # fmt: skip
         load_checkpoint(path, ["nir", "swir"])
-    with pytest.raises(ChannelMismatchError, match="different order"):
+    with pytest.raises(StaleInputError, match="different order"):
         load_checkpoint(path, ["NDVI", "nir"])
     assert load_checkpoint(path).channels == ("nir", "NDVI")
 

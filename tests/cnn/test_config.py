@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from kelp.cnn.config import DEFAULT_CHANNELS, DEMO_CONFIG, CnnConfig
-from kelp.config import ConfigError, load_config, validate_config
+from kelp.config import load_config, validate_config
+from kelp.errors import ConfigError
 from kelp.features import FeatureConfig, channel_names
 
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from kelp.cnn.device import DeviceError, loader_workers, precision_for, resolve_device
+from kelp.cnn.device import loader_workers, precision_for, resolve_device
+from kelp.errors import DeviceError
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from kelp.cnn import model as model_lib
-from kelp.cnn.model import ModelSpec, WeightsUnavailableError, create_model, pad_amounts
+from kelp.cnn.model import ModelSpec, create_model, pad_amounts
+from kelp.errors import WeightsUnavailableError
 
 SPEC = ModelSpec("unet", "resnet18", 3, (16, 8, 8), in_channels=5)
 

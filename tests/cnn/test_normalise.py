@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from kelp.cnn.channels import ChannelSource
-from kelp.cnn.normalise import NonFiniteInputError, Normaliser, check_finite
+from kelp.cnn.normalise import Normaliser, check_finite
 from kelp.data import open_catalog
+from kelp.errors import InputError
 from kelp.features.manifest import read_manifest
 from tests.cnn.conftest import CHANNELS, FEATURES
 
@@ -54,12 +55,12 @@ def test_json_roundtrip() -> None:
     [
         (
             lambda: check_finite(np.array([[[0.0, np.nan]], [[np.inf, 1.0]]]), ["x", "y"], "t1"),
-            NonFiniteInputError,
+            InputError,
             r"input of t1 holds 2 NaN/inf value\(s\) \(per channel: \{'x': 1, 'y': 1\}\)",
         ),
         (
             lambda: Normaliser.from_stats("quantile", ["a"], STATS, float("nan"))(_raw()[:1], "T"),
-            NonFiniteInputError,
+            InputError,
             r"input of T holds .* must never see them",
         ),
         (

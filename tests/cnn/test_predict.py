@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kelp.cnn.checkpoint import ChannelMismatchError
 from kelp.cnn.predict import predict_cnn
 from kelp.cnn.train import train_cnn
 from kelp.data import open_catalog
@@ -97,7 +96,7 @@ def test_rerun_skips_written_tiles(
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"channels": ("nir", "swir")}, ChannelMismatchError, r"trained on channels \['nir'"),
+        ({"channels": ("nir", "swir")}, StaleInputError, r"trained on channels \['nir'"),
         ({"folds": [3]}, FileNotFoundError, r"fold\(s\) \[3\] have no checkpoint"),
         ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
         ({"tiles": "val"}, ValueError, "tiles must be 'test', 'train' or 'all'"),

@@ -13,12 +13,9 @@ from torch.utils.data import DataLoader
 
 from kelp.cnn import history
 from kelp.cnn import train as train_module
-from kelp.cnn.channels import UnknownChannelError
-from kelp.cnn.device import DeviceError
-from kelp.cnn.inputs import StaleInputError
 from kelp.cnn.train import train_cnn
 from kelp.data.io import read_mask, write_mask
-from kelp.data.split import NoPositivesError
+from kelp.errors import ConfigError, DeviceError, InputError, StaleInputError
 from kelp.features.build import build_features
 from kelp.maps import MapStore
 from tests.cnn.conftest import CHANNELS, FEATURES, TINY
@@ -191,7 +188,7 @@ def test_training_folds_without_kelp_are_refused(run_dir: tuple[Path, Path]) -> 
     data, run = run_dir
     folds = pl.read_csv(run / "folds.csv")
     _empty_masks(data, run, folds.filter(pl.col("fold") == 1)["tile_id"].to_list())
-    with pytest.raises(NoPositivesError, match="fold 0: the 4 training tiles .* hold no kelp"):
+    with pytest.raises(InputError, match="fold 0: the 4 training tiles .* hold no kelp"):
         train_cnn(data, run, FAST, folds=[0])
     assert not (run / "oof" / "cnn").exists() or not list((run / "oof" / "cnn").glob("*.npy"))
 
@@ -202,7 +199,7 @@ def test_training_folds_without_kelp_are_refused(run_dir: tuple[Path, Path]) -> 
         ("no_features", FileNotFoundError, r"run `kelp build-features` first"),
         ("no_folds", ValueError, r"folds file not found; write one with `kelp data folds`"),
         ("other_folds", StaleInputError, r"another folds file.*rerun `kelp build-features"),
-        ("unknown_channel", UnknownChannelError, r"\['NDVII'\] are not in .*valid channels"),
+        ("unknown_channel", ConfigError, r"\['NDVII'\] are not in .*valid channels"),
         ("bad_fold", ValueError, r"fold\(s\) \[5\] do not exist: .*folds 0..1"),
         ("imagenet", OSError, r"imagenet weights for encoder 'resnet18' are not in the"),
         ("encoder", ValueError, r"Unknown encoder 'resnet19'"),

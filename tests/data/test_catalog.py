@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from kelp.data.catalog import DatasetError, open_catalog, scan_catalog
+from kelp.data.catalog import open_catalog, scan_catalog
+from kelp.errors import DatasetError
 
 
 def test_kelp_wanted_layout_with_metadata(tiny_dataset: Callable[..., Path]) -> None:

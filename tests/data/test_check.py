@@ -7,8 +7,9 @@ import rasterio
 
 from kelp.data.bands import MISSING
 from kelp.data.check import STAT_COLUMNS, check_dataset, tile_stats, write_stats
-from kelp.data.io import TileError, read_image, write_image, write_mask
+from kelp.data.io import read_image, write_image, write_mask
 from kelp.data.tile import Tile, load_tile
+from kelp.errors import TileError
 
 
 def _tile(image: np.ndarray, mask: np.ndarray | None) -> Tile:

@@ -6,17 +6,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kelp.data.catalog import DatasetError, open_catalog
-from kelp.data.folds import (
-    FOLD_FLAGS,
-    FoldsError,
-    area_recovery,
-    make_folds,
-    read_folds,
-    write_folds,
-)
+from kelp.data.catalog import open_catalog
+from kelp.data.folds import FOLD_FLAGS, area_recovery, make_folds, read_folds, write_folds
 from kelp.data.io import write_mask
 from kelp.data.synth import synthesize
+from kelp.errors import DatasetError, InputError
 
 
 def test_folds_keep_areas_together(tiny_dataset: Callable[..., Path], tmp_path: Path) -> None:
@@ -140,7 +134,7 @@ def test_user_folds_validation(
 ) -> None:
     catalog = open_catalog(tiny_dataset(n_areas=2, dates=2, n_test=0))
     path = _write(tmp_path / "user.csv", rows, header)
-    with pytest.raises(FoldsError, match=match) as info:
+    with pytest.raises(InputError, match=match) as info:
         read_folds(path, catalog)
     assert str(path) in str(info.value)
 
@@ -154,7 +148,7 @@ def test_user_folds_without_aoi_column(tiny_dataset: Callable[..., Path], tmp_pa
 
 
 def test_missing_folds_file(tmp_path: Path) -> None:
-    with pytest.raises(FoldsError, match="kelp data folds"):
+    with pytest.raises(InputError, match="kelp data folds"):
         read_folds(tmp_path / "nope.csv")
 
 

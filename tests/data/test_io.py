@@ -7,7 +7,8 @@ import rasterio
 from affine import Affine
 
 from kelp.data.bands import BAND_NAMES, MISSING, check_band_order
-from kelp.data.io import TileError, pack_submission, read_image, read_mask, write_image, write_mask
+from kelp.data.io import pack_submission, read_image, read_mask, write_image, write_mask
+from kelp.errors import TileError
 
 
 def _image(h: int = 12, w: int = 10) -> np.ndarray:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from kelp.data.folds import FoldAssignment
-from kelp.data.split import NoPositivesError, plan_fold
+from kelp.data.split import plan_fold
+from kelp.errors import InputError
 
 
 def _assignment(n_areas: int = 12, per_area: int = 3, k: int = 3) -> FoldAssignment:
@@ -51,7 +52,7 @@ def test_one_kelp_area_turns_early_stopping_off() -> None:
 def test_training_folds_without_kelp_are_refused() -> None:
     assignment = _assignment()
     has_kelp = _kelp_in_first_tile_of({0, 3}, assignment)  # areas 0 and 3 are both fold 0
-    with pytest.raises(NoPositivesError, match="fold 0: the 24 training tiles .* hold no kelp"):
+    with pytest.raises(InputError, match="fold 0: the 24 training tiles .* hold no kelp"):
         plan_fold(assignment, 0, has_kelp)
     plan_fold(assignment, 1, has_kelp)  # fold 1 trains on fold 0's kelp: fine
 

@@ -7,12 +7,13 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from kelp.data.catalog import DatasetError, open_catalog
+from kelp.data.catalog import open_catalog
 from kelp.data.folds import make_folds, read_folds, write_folds
 from kelp.data.io import read_mask
 from kelp.data.tile import load_tile
+from kelp.errors import DatasetError, InputError
 from kelp.features import build as build_module
-from kelp.features.build import KEY_COLUMNS, FeatureBuildError, build_features
+from kelp.features.build import KEY_COLUMNS, build_features
 from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig
 from kelp.features.manifest import read_manifest
 from kelp.features.stack import build_channels
@@ -144,7 +145,7 @@ def test_corrupt_tile_fail_keeps_written_and_skip_lists_it(
     bad = root / "train_satellite" / "A0200000_satellite.tif"
     bad.write_bytes(b"corrupt")
     out = tmp_path / "f"
-    with pytest.raises(FeatureBuildError, match="A0200000_satellite.tif") as info:
+    with pytest.raises(InputError, match="A0200000_satellite.tif") as info:
         build_features(root, folds, out, SMALL)
     assert "already written are kept" in str(info.value)
     written = sorted(p.stem for p in (out / "table").glob("*.parquet"))

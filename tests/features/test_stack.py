@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from kelp.config import ConfigError, validate_config
+from kelp.config import validate_config
 from kelp.data.bands import MISSING
 from kelp.data.tile import Tile
+from kelp.errors import ConfigError
 from kelp.features.config import FeatureConfig, FilterConfig
 from kelp.features.indices import compute_index
 from kelp.features.stack import build_channels, channel_names

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kelp.cli import app
-from kelp.data.catalog import DatasetError
 from kelp.data.io import read_mask, write_image
+from kelp.errors import DatasetError
 from kelp.pipeline.config import load_run_config
 from kelp.pipeline.report import write_report
 from kelp.pipeline.runs import compare_runs, list_runs

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kelp.config import ConfigError
 from kelp.data.io import read_mask
+from kelp.errors import ConfigError
 from kelp.pipeline import run as run_module
 from kelp.pipeline.config import STAGES, load_run_config
 from kelp.pipeline.run import dataset_hash, run_pipeline, select_stages

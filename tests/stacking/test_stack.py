@@ -7,12 +7,13 @@ import pytest
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import read_folds
 from kelp.data.tile import load_tile
+from kelp.errors import StaleInputError
 from kelp.features.channels import land_mask
 from kelp.maps import MapStore
 from kelp.metrics import Counts
 from kelp.stacking import stack as stack_module
 from kelp.stacking.config import PostprocessConfig, StackConfig
-from kelp.stacking.inputs import StaleMapsError, open_base_maps
+from kelp.stacking.inputs import open_base_maps
 from kelp.stacking.postprocess import SWEEP_COLUMNS, Decision
 
 FAST = StackConfig(
@@ -164,14 +165,14 @@ def test_base_maps_validation(oof_run: tuple[Path, Path], tmp_path: Path) -> Non
     assert base.names == ("cnn", "xgboost")
     assert base.logits(folds.tile_ids[0]).shape == (2, 48, 48)
 
-    with pytest.raises(StaleMapsError, match="run `kelp train-trees` and/or `kelp train-cnn`"):
+    with pytest.raises(StaleInputError, match="run `kelp train-trees` and/or `kelp train-cnn`"):
         open_base_maps(tmp_path, folds, run / "folds.csv")
-    with pytest.raises(StaleMapsError, match="lightgbm.*kelp train-trees --models lightgbm"):
+    with pytest.raises(StaleInputError, match="lightgbm.*kelp train-trees --models lightgbm"):
         open_base_maps(run, folds, run / "folds.csv", ("lightgbm",))
 
     store = run / "oof" / "xgboost"
     (store / f"{folds.tile_ids[3]}.npy").unlink()
-    with pytest.raises(StaleMapsError, match=r"1 train tile\(s\) have no out-of-fold map"):
+    with pytest.raises(StaleInputError, match=r"1 train tile\(s\) have no out-of-fold map"):
         open_base_maps(run, folds, run / "folds.csv")
 
 
@@ -188,7 +189,7 @@ def test_base_models_from_other_folds_or_features(
 ) -> None:
     data, run = oof_run
     _edit_manifest(run / "oof" / "cnn", **change)
-    with pytest.raises(StaleMapsError, match=match):
+    with pytest.raises(StaleInputError, match=match):
         open_base_maps(run, _folds(data, run), run / "folds.csv")
 
 
@@ -199,7 +200,7 @@ def test_a_tile_predicted_by_a_model_that_trained_on_it(oof_run: tuple[Path, Pat
     tile = folds.tile_ids[0]
     manifest["folds"][tile] = (manifest["folds"][tile] + 1) % 3
     (run / "oof" / "cnn" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(StaleMapsError, match="predicted by another fold's model"):
+    with pytest.raises(StaleInputError, match="predicted by another fold's model"):
         open_base_maps(run, folds, run / "folds.csv")
 
 

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from kelp.config import ConfigError, load_config, validate_config
+from kelp.config import load_config, validate_config
+from kelp.errors import ConfigError
 from kelp.tabular.config import MODEL_NAMES, TabularConfig
-from kelp.tabular.registry import UnknownModelError, create_model, model_class, parse_models
+from kelp.tabular.registry import create_model, model_class, parse_models
 
 VALID = "lightgbm, xgboost, catboost, random_forest"
 
@@ -64,5 +65,5 @@ def test_parse_models() -> None:
     ],
 )
 def test_unknown_model_lists_the_valid_ones(call) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(UnknownModelError, match=f"valid models: {VALID}"):
+    with pytest.raises(ConfigError, match=f"valid models: {VALID}"):
         call()

@@ -3,7 +3,7 @@
 import pytest
 
 from kelp import devices as shared
-from kelp.devices import DeviceError
+from kelp.errors import DeviceError
 from kelp.tabular import devices
 from kelp.tabular.config import MODEL_NAMES
 from kelp.tabular.registry import create_model

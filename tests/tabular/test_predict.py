@@ -12,7 +12,7 @@ from kelp.errors import StaleInputError
 from kelp.features.build import build_features
 from kelp.features.stack import build_channels
 from kelp.maps import MapStore, logit, sigmoid
-from kelp.tabular.data import FeatureMismatchError, check_feature_names, load_table
+from kelp.tabular.data import check_feature_names, load_table
 from kelp.tabular.predict import (
     feature_config_of,
     fold_logits,
@@ -81,22 +81,22 @@ def test_table_from_another_feature_config_is_refused(trained: Run, tmp_path: Pa
     assert table.features.flags.c_contiguous
     other = SMALL_FEATURES.model_copy(update={"indices": ("NDWI", "NDVI")})
     build_features(trained.data, trained.run / "folds.csv", tmp_path / "f", other)
-    with pytest.raises(FeatureMismatchError, match="same names in another order: 'NDWI'"):
+    with pytest.raises(StaleInputError, match="same names in another order: 'NDWI'"):
         load_table(tmp_path / "f", expected=model.feature_names_in_)
     fewer = SMALL_FEATURES.model_copy(update={"indices": ("NDVI",)})
     build_features(trained.data, trained.run / "folds.csv", tmp_path / "g", fewer)
-    with pytest.raises(FeatureMismatchError, match=r"missing \['NDWI'\]"):
+    with pytest.raises(StaleInputError, match=r"missing \['NDWI'\]"):
         load_table(tmp_path / "g", expected=model.feature_names_in_)
 
 
 def test_stack_from_another_feature_config_is_refused(trained: Run) -> None:
     model = load_fold_models(trained.run, "lightgbm", [0])[0]
     model.inputs = {**model.inputs, "feature_config": {"indices": ["NDWI", "NDVI"]}}
-    with pytest.raises(FeatureMismatchError, match="feature config: features differ"):
+    with pytest.raises(StaleInputError, match="feature config: features differ"):
         feature_config_of(model)
     config = SMALL_FEATURES.model_copy(update={"water_only": False})  # same names, new values
     model.inputs["feature_config"] = config.model_dump(mode="json")
-    with pytest.raises(FeatureMismatchError, match="trained on stack"):
+    with pytest.raises(StaleInputError, match="trained on stack"):
         feature_config_of(model)
     model.inputs = {}
     with pytest.raises(ValueError, match="records no feature config"):
@@ -112,7 +112,5 @@ def test_missing_models_say_how_to_train_them(trained: Run, tmp_path: Path) -> N
 
 def test_check_feature_names_messages() -> None:
     check_feature_names(["a", "b"], ["a", "b"], "x")
-    with pytest.raises(
-        FeatureMismatchError, match=r"^x: .*unexpected \['c'\].*kelp build-features"
-    ):
+    with pytest.raises(StaleInputError, match=r"^x: .*unexpected \['c'\].*kelp build-features"):
         check_feature_names(["a", "b"], ["a", "b", "c"], "x")

@@ -10,12 +10,12 @@ import pytest
 
 from kelp.data.folds import write_folds
 from kelp.data.tile import load_tile
-from kelp.devices import DeviceError
+from kelp.errors import DeviceError, StaleInputError
 from kelp.maps import MapStore, sigmoid
 from kelp.metrics import MetricAccumulator
 from kelp.tabular import devices
 from kelp.tabular.config import MODEL_NAMES
-from kelp.tabular.train import StaleInputError, train_trees
+from kelp.tabular.train import train_trees
 from tests.tabular.conftest import FAST, Run
 
 NATIVE = {
