@@ -23,6 +23,7 @@ from kelp.data.folds import make_folds, write_folds
 from kelp.data.tile import load_tile
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig
+from kelp.layout import RunLayout
 
 
 def main() -> None:
@@ -51,8 +52,9 @@ def main() -> None:
     read_s = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as out:
+        layout = RunLayout.of(out, data, folds=folds, features=out)
         start = time.perf_counter()
-        manifest = build_features(data, folds, out, FeatureConfig(), workers=args.workers)
+        manifest = build_features(FeatureConfig(workers=args.workers), layout)
         build_s = time.perf_counter() - start
     n = len(train)
     kib = 1024

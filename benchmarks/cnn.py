@@ -7,9 +7,9 @@
 Synthesises ``--tiles`` tiles of ``--size`` px (cached under ``--cache``), makes folds and
 the default feature build, then times, after a warm-up:
 
-1. training with the demo configuration (``kelp.cnn.DEMO_CONFIG``) at ``--size`` px:
-   the full step (read + channels + normalise + augment + forward + backward + AdamW) and
-   the network alone on a ready batch;
+1. training with the demo configuration (the ``[cnn]`` table of the `kelp demo` preset) at
+   ``--size`` px: the full step (read + channels + normalise + augment + forward + backward +
+   AdamW) and the network alone on a ready batch;
 2. inference with the demo configuration at ``--size`` px, without and with 8x TTA;
 3. inference (and a few training steps) with the default configuration (resnet34 U-Net,
    14 channels) on 350x350 tiles, the Kelp Wanted size.
@@ -18,6 +18,7 @@ the default feature build, then times, after a warm-up:
 import argparse
 import time
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from kelp._progress import set_quiet
 from kelp.cnn.channels import ChannelSource
-from kelp.cnn.config import DEMO_CONFIG, CnnConfig
+from kelp.cnn.config import CnnConfig
 from kelp.cnn.data import EpochSampler, TileDataset, collate
 from kelp.cnn.device import resolve_device
 from kelp.cnn.losses import make_loss
@@ -33,11 +34,14 @@ from kelp.cnn.model import ModelSpec, create_model
 from kelp.cnn.normalise import Normaliser
 from kelp.cnn.optim import make_optimizer
 from kelp.cnn.tta import D4, IDENTITY, tta_logits
+from kelp.config import load_config
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import make_folds, write_folds
 from kelp.data.synth import synthesize
-from kelp.features.build import build_features, read_manifest
+from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig
+from kelp.features.manifest import read_manifest
+from kelp.layout import RunLayout
 
 
 def _dataset(cache: Path, tiles: int, size: int) -> tuple[Path, Path]:
@@ -49,7 +53,7 @@ def _dataset(cache: Path, tiles: int, size: int) -> tuple[Path, Path]:
         write_folds(make_folds(data, k=5), folds)
     features = cache / f"features-{tiles}-{size}"
     if not (features / "manifest.json").is_file():
-        build_features(data, folds, features, FeatureConfig())
+        build_features(FeatureConfig(), RunLayout.of(cache, data, folds=folds, features=features))
     return data, features
 
 
@@ -113,7 +117,8 @@ def main() -> None:
     what = f"{device.type}{threads}"
     print(f"device: {what}; torch {torch.__version__}")
 
-    demo = DEMO_CONFIG
+    preset = files("kelp.pipeline").joinpath("presets/demo.toml")
+    demo = load_config(Path(str(preset)), CnnConfig, "cnn")
     normaliser = Normaliser.from_stats(demo.normalisation, demo.channels, stats)
     source = ChannelSource(feature_config, demo.channels, order, cache_mb=0)
     dataset = TileDataset(records, source, normaliser, augment=True, seed=0)

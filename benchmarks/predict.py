@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from kelp._progress import set_quiet
+from kelp.layout import RunLayout
+from kelp.stacking.config import PredictConfig
 from kelp.stacking.predict import predict
 
 
@@ -26,7 +28,8 @@ def main() -> None:
     record = json.loads((args.run / "run.json").read_text())
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        manifest = predict(record["data"], args.run, out, device=args.device)
+        config = PredictConfig(data=record["data"], out=Path(out), device=args.device)
+        manifest = predict(config, RunLayout.of(args.run))
         seconds = time.perf_counter() - start
     n = manifest["n_tiles"]
     models = ", ".join(manifest["models"])

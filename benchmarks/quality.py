@@ -39,7 +39,6 @@ THRESHOLDS = np.round(np.arange(0.02, 0.99, 0.01), 2)
 CONFIG = """\
 name = "quality"
 runs_dir = "{runs_dir}"
-workers = 2
 
 [data]
 path = "{data}"
@@ -47,6 +46,9 @@ path = "{data}"
 [folds]
 k = {k}
 seed = 0
+
+[features]
+workers = 2
 
 [features.sampling]
 n_random = 1000

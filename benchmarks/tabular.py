@@ -28,6 +28,7 @@ from kelp.data.tile import load_tile
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig
 from kelp.features.stack import build_channels
+from kelp.layout import RunLayout
 from kelp.tabular.config import TabularConfig
 from kelp.tabular.predict import feature_config_of, load_fold_models, pixel_rows, predict_pixels
 from kelp.tabular.registry import parse_models
@@ -56,7 +57,9 @@ def main() -> None:
     if not folds.is_file():
         write_folds(make_folds(data, k=5), folds)
     features = prepared / "features"
-    manifest = build_features(data, folds, features, FeatureConfig(), workers=2)
+    manifest = build_features(
+        FeatureConfig(workers=2), RunLayout.of(prepared, data, folds=folds, features=features)
+    )
     print(
         f"table: {manifest['n_rows']} rows x {len(manifest['feature_names'])} features from "
         f"{manifest['n_tiles']} tiles of {args.size}x{args.size}"
@@ -66,7 +69,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         started = time.perf_counter()
-        result = train_trees(data, run, config, folds=wanted, folds_file=folds, features=features)
+        layout = RunLayout.of(run, data, folds=folds, features=features)
+        result = train_trees(config, layout, folds=wanted)
         print(f"train-trees wall time: {time.perf_counter() - started:.1f} s")
         print("\ntraining time per fold (default parameters, 2 cores)")
         for name in config.models:

@@ -14,13 +14,19 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kelp.errors import ConfigError
 
 __all__ = ["load_config", "validate_config"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Frozen(BaseModel):
+    """Base of every config model: unknown keys are errors, values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def validate_config(model: type[M], values: dict[str, Any], where: str = "config") -> M:
@@ -57,19 +63,27 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return model
 
 
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The tables of a TOML config file.
+
+    Raises:
+        ConfigError: no such file, or not valid TOML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+
+
 def load_config(path: str | os.PathLike[str], model: type[M], section: str) -> M:
     """Read a TOML file into ``model``, from table ``[section]`` if present, else the top.
 
     Raises:
-        ConfigError: unreadable TOML, or bad keys/values (named).
-        FileNotFoundError: no such file.
+        ConfigError: no such file, unreadable TOML, or bad keys/values (named).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    data = load_toml(path)
     values = data.get(section, data)
     return validate_config(model, values, where=f"{path} [{section}]")

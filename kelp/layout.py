@@ -15,16 +15,20 @@ list and MLflow logging ask it instead of spelling paths out::
     RUN/predictions/                  <tile_id>_kelp.tif + submission.tar (`kelp predict`)
     RUN/report.html                   the picture of the run
 
-The folds file and the feature build may live elsewhere (``--folds-file``, ``--features``):
-a layout carries those two paths, defaulting to the run folder's own.
+A layout also says what the run reads: the dataset folder and the order of the bands in its
+files. The folds file and the feature build may live elsewhere (``--folds-file``,
+``--features``): a layout carries those two paths, defaulting to the run folder's own.
 """
 
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from kelp.bands import DEFAULT_BAND_ORDER
 
 __all__ = ["RunLayout", "file_sha256", "short_hash"]
 
@@ -53,28 +57,36 @@ class RunLayout:
 
     Attributes:
         root: the run folder.
+        data: the dataset folder (``RUN/data`` unless given, where a synthetic set goes).
         folds: the folds CSV (``RUN/folds.csv`` unless given).
         features: the feature build (``RUN/features`` unless given).
+        band_order: the dataset files' bands, first band first.
     """
 
     root: Path
+    data: Path
     folds: Path
     features: Path
+    band_order: tuple[str, ...] = DEFAULT_BAND_ORDER
 
     @classmethod
     def of(
         cls,
         root: str | os.PathLike[str],
+        data: str | os.PathLike[str] | None = None,
+        *,
         folds: str | os.PathLike[str] | None = None,
         features: str | os.PathLike[str] | None = None,
+        band_order: Sequence[str] = DEFAULT_BAND_ORDER,
     ) -> "RunLayout":
-        """The layout of run folder ``root``, with the folds file and feature build given or
-        the folder's own."""
+        """The layout of run folder ``root``; what is not given is the folder's own."""
         root = Path(root)
         return cls(
             root,
+            Path(data) if data is not None else root / "data",
             Path(folds) if folds is not None else root / "folds.csv",
             Path(features) if features is not None else root / "features",
+            tuple(band_order),
         )
 
     # the run itself
@@ -122,9 +134,22 @@ class RunLayout:
         """``RUN/cnn/fold=<k>``: checkpoints, log and curves of one fold."""
         return self.cnn / f"fold={fold}"
 
+    def cnn_best(self, fold: int) -> Path:
+        """``RUN/cnn/fold=<k>/best``: the checkpoint of the epoch chosen on the inner split."""
+        return self.cnn_fold(fold) / "best"
+
+    def cnn_last(self, fold: int) -> Path:
+        """``RUN/cnn/fold=<k>/last``: the last epoch's checkpoint and state, for resuming."""
+        return self.cnn_fold(fold) / "last"
+
+    @property
+    def oof_dir(self) -> Path:
+        """``RUN/oof``: one folder of out-of-fold maps per base model."""
+        return self.root / "oof"
+
     def oof(self, model: str) -> Path:
         """``RUN/oof/<model>``: a base model's out-of-fold maps."""
-        return self.root / "oof" / model
+        return self.oof_dir / model
 
     def test(self, model: str) -> Path:
         """``RUN/test/<model>``: a base model's test maps (`kelp predict-cnn`)."""

@@ -36,6 +36,9 @@ import numpy.typing as npt
 
 __all__ = ["Counts", "MetricAccumulator"]
 
+#: What :meth:`Counts.as_dict` returns, in order.
+_DICT_KEYS = ("tp", "fp", "fn", "tn", "n_pixels", "dice", "iou", "precision", "recall")
+
 
 def _as_mask(name: str, array: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     """Check that ``array`` holds only 0/1 (or bools) and return it as a bool array.
@@ -150,12 +153,7 @@ class Counts:
         """Pool two sets of counts."""
         if not isinstance(other, Counts):
             return NotImplemented
-        return Counts(
-            tp=self.tp + other.tp,
-            fp=self.fp + other.fp,
-            fn=self.fn + other.fn,
-            tn=self.tn + other.tn,
-        )
+        return Counts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     @property
     def n_pixels(self) -> int:
@@ -193,17 +191,7 @@ class Counts:
         Returns:
             ``{"tp", "fp", "fn", "tn", "n_pixels", "dice", "iou", "precision", "recall"}``.
         """
-        return {
-            "tp": self.tp,
-            "fp": self.fp,
-            "fn": self.fn,
-            "tn": self.tn,
-            "n_pixels": self.n_pixels,
-            "dice": self.dice,
-            "iou": self.iou,
-            "precision": self.precision,
-            "recall": self.recall,
-        }
+        return {name: getattr(self, name) for name in _DICT_KEYS}
 
 
 class MetricAccumulator:

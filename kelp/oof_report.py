@@ -17,13 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from kelp._files import atomic_path
 from kelp.metrics import Counts
 from kelp.thresholds import ThresholdCounts
 
-__all__ = ["REPORT_COLUMNS", "build_report", "nested_entry", "report_table", "write_report"]
+__all__ = ["REPORT_COLUMNS", "build_report", "nested_entry", "write_report"]
 
 REPORT_COLUMNS = (
     "model", "fold", "n_tiles", "rule", "threshold", "dice", "precision", "recall", "iou",
@@ -145,36 +143,3 @@ def write_report(folder: str | os.PathLike[str], report: Mapping[str, Any]) -> t
         for row in _rows(report):
             writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
     return json_path, csv_path
-
-
-def report_table(report: Mapping[str, Any]) -> Table:
-    """The report as a table to print: per model, each fold then all folds."""
-    table = Table(
-        title="out-of-fold global Dice (kelp); nested = threshold chosen on the other folds, "
-        "in-sample = at the best threshold of the same maps",
-        title_justify="left",
-    )
-    for column in ("model", "fold", "tiles", "nested", "Dice@0.5", "best t", "in-sample",
-                   "precision", "recall"):  # fmt: skip
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for name, model in report["models"].items():
-        entries = [(str(f), e) for f, e in model["per_fold"].items()]
-        if model["overall"] is not None:
-            entries.append(("all", model["overall"]))
-        for fold, entry in entries:
-            best = entry["best"]
-            nested = model["nested"] if fold == "all" else None
-            table.add_row(
-                name,
-                fold,
-                str(entry["n_tiles"]),
-                f"{nested['dice']:.4f}" if nested else "",
-                f"{entry['at_0.5']['dice']:.4f}",
-                f"{best['threshold']:.2f}",
-                f"{best['dice']:.4f}",
-                f"{best['precision']:.4f}",
-                f"{best['recall']:.4f}",
-                style="bold" if fold == "all" else None,
-                end_section=fold == "all",
-            )
-    return table

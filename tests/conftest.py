@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from kelp.data.bands import MISSING
+from kelp.bands import MISSING
 from kelp.data.catalog import METADATA_COLUMNS, file_md5
 from kelp.data.io import write_image, write_mask
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from kelp.data.catalog import TileRecord
 from kelp.data.tile import load_tile
-from kelp.errors import ConfigError
+from kelp.errors import unknown_name
 from kelp.features import FeatureConfig, build_channels, channel_names
 from kelp.features.config import FilterConfig
 from kelp.features.filters import filter_names
@@ -32,14 +32,18 @@ def check_channels(channels: Sequence[str], available: Sequence[str]) -> None:
         available: the feature stack's names, in order.
 
     Raises:
-        ConfigError: naming the unknown channels and listing the valid names.
+        ConfigError: the "unknown channel" message for the first unknown one (naming the
+            others too), listing the valid names.
     """
     unknown = [c for c in channels if c not in available]
     if unknown:
-        raise ConfigError(
-            f"channel(s) {unknown} are not in the feature stack; valid channels: "
-            f"{', '.join(available)}. Change [cnn] channels, or add them to the [features] "
-            "config and rerun `kelp build-features`"
+        others = f" (also unknown: {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else ""
+        raise unknown_name(
+            "channel",
+            unknown[0],
+            available,
+            extra=f"{others}; change [cnn] channels, or add {'them' if others else 'it'} to "
+            "the [features] config and rerun `kelp build-features`",
         )
 
 

@@ -158,7 +158,7 @@ def load_checkpoint(
         )
     meta: dict[str, Any] = json.loads(config_path.read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(
+        raise StaleInputError(
             f"{config_path}: not a kelp CNN checkpoint (format {meta.get('format')!r}, "
             f"expected {FORMAT!r})"
         )

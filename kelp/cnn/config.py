@@ -27,35 +27,35 @@ Defaults, and why:
   rotations as augmentation (kelp has no preferred orientation), 8-fold dihedral TTA for the
   out-of-fold and test logits.
 
-:data:`DEMO_CONFIG` is a light variant that trains every fold of a small synthetic set of
-64-128 px tiles on a laptop CPU in a few minutes.
+The CPU demo's lighter variant is the ``[cnn]`` table of ``kelp/pipeline/presets/demo.toml``.
 """
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from kelp.config import Frozen
+from kelp.devices import Device
 from kelp.layout import short_hash
+from kelp.registry import one_of
 
 __all__ = [
     "DEFAULT_CHANNELS",
-    "DEMO_CONFIG",
     "Amp",
     "Arch",
     "CnnConfig",
-    "DeviceChoice",
     "LossName",
     "Normalisation",
     "Schedule",
 ]
 
 Arch = Literal["unet", "unetplusplus"]
-LossName = Literal["dice_bce", "dice", "bce", "focal", "lovasz"]
+_Loss = Literal["dice_bce", "dice", "bce", "focal", "lovasz"]
+LossName = Annotated[_Loss, one_of("loss", get_args(_Loss))]
 Schedule = Literal["cosine", "onecycle"]
 Amp = Literal["bf16", "fp16", "off"]
 Normalisation = Literal["quantile", "zscore"]
-DeviceChoice = Literal["auto", "cpu", "cuda"]
 
 DEFAULT_CHANNELS: tuple[str, ...] = (
     "swir", "nir", "red", "green", "blue",
@@ -69,7 +69,7 @@ DEFAULT_CHANNELS: tuple[str, ...] = (
 _MACHINE_FIELDS = frozenset({"device", "num_workers", "cache_mb"})
 
 
-class CnnConfig(BaseModel):
+class CnnConfig(Frozen):
     """Everything that defines a fold's U-Net and how it is trained.
 
     Attributes:
@@ -113,8 +113,6 @@ class CnnConfig(BaseModel):
         seed: seeds torch, numpy, python, augmentation and sampling.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     channels: tuple[str, ...] = DEFAULT_CHANNELS
     arch: Arch = "unet"
     encoder: str = "resnet34"
@@ -141,7 +139,7 @@ class CnnConfig(BaseModel):
     tta: bool = True
     num_workers: Literal["auto"] | Annotated[int, Field(ge=0)] = "auto"
     cache_mb: Annotated[int, Field(ge=0)] = 2048
-    device: DeviceChoice = "auto"
+    device: Device = "auto"
     seed: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("channels")
@@ -183,19 +181,3 @@ class CnnConfig(BaseModel):
     def pad_multiple(self) -> int:
         """Tile sides are padded to a multiple of this before the encoder."""
         return int(math.pow(2, self.encoder_depth))
-
-
-#: Trains all 5 folds of 60 synthetic train tiles of 96 px on a 2-core CPU in a few minutes:
-#: resnet18 with 4 stages and a thin decoder (11 M parameters), small batches for enough
-#: optimiser steps, no TTA.
-DEMO_CONFIG = CnnConfig(
-    encoder="resnet18",
-    encoder_depth=4,
-    decoder_channels=(64, 32, 16, 16),
-    epochs=30,
-    warmup_epochs=1.0,
-    lr=2e-3,
-    batch_size=4,
-    patience=0,
-    tta=False,
-)

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset, Sampler
 from kelp.cnn.channels import ChannelSource
 from kelp.cnn.normalise import Normaliser
 from kelp.data.catalog import TileRecord
+from kelp.errors import InputError
 
 __all__ = ["IGNORE", "EpochSampler", "TileDataset", "augment", "collate"]
 
@@ -99,7 +100,7 @@ class TileDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         record = self.records[i]
         raw, mask = self.source(record)
         if mask is None:
-            raise ValueError(f"tile {record.tile_id} has no kelp mask: it cannot train")
+            raise InputError(f"tile {record.tile_id} has no kelp mask: it cannot train")
         image = self.normaliser(raw, f"tile {record.tile_id}")
         if self.augment and epoch is not None:
             rng = np.random.default_rng([self.seed, epoch, i])

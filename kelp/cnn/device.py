@@ -7,12 +7,13 @@ CPU. Mixed precision only exists on CUDA: on CPU every step runs in float32.
 
 import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 from kelp._progress import say
-from kelp.cnn.config import Amp, DeviceChoice
+from kelp.cnn.config import Amp
+from kelp.devices import Device
 from kelp.errors import DeviceError
 
 __all__ = [
@@ -23,7 +24,7 @@ __all__ = [
 ]
 
 
-def resolve_device(choice: DeviceChoice, quiet: bool = False) -> torch.device:
+def resolve_device(choice: Device, quiet: bool = False) -> torch.device:
     """Turn ``auto | cpu | cuda`` into a torch device.
 
     Args:
@@ -36,7 +37,7 @@ def resolve_device(choice: DeviceChoice, quiet: bool = False) -> torch.device:
     Raises:
         DeviceError: ``cuda`` requested but torch sees no CUDA GPU, or an unknown choice.
     """
-    if choice not in ("auto", "cpu", "cuda"):
+    if choice not in get_args(Device):
         raise DeviceError(f"device must be 'auto', 'cpu' or 'cuda', got {choice!r}")
     available = torch.cuda.is_available()
     if choice == "cuda" and not available:

@@ -15,7 +15,6 @@ Run directory convention (``RUN`` = ``--run``)::
     RUN/test/cnn/<tile_id>.npy    fold-averaged logits of `kelp predict-cnn`, + manifest.json
 """
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,56 +24,20 @@ from kelp.data.folds import FoldAssignment, read_folds
 from kelp.errors import StaleInputError
 from kelp.features import FeatureConfig
 from kelp.features.manifest import FeatureBuild, read_build
+from kelp.layout import RunLayout
 
-__all__ = ["CnnLayout", "RunInputs", "load_inputs"]
+__all__ = ["RunInputs", "load_inputs", "trained_folds"]
 
 
-@dataclass(frozen=True)
-class CnnLayout:
-    """The CNN's paths inside a run directory.
+def trained_folds(layout: RunLayout) -> list[int]:
+    """Folds of ``RUN/cnn`` with a best checkpoint, sorted (empty when none)."""
+    from kelp.cnn.checkpoint import WEIGHTS_FILE
 
-    Attributes:
-        run: the run directory.
-    """
-
-    run: Path
-
-    @property
-    def root(self) -> Path:
-        """``RUN/cnn``."""
-        return self.run / "cnn"
-
-    def fold(self, k: int) -> Path:
-        """``RUN/cnn/fold=<k>``."""
-        return self.root / f"fold={k}"
-
-    def best(self, k: int) -> Path:
-        """Fold ``k``'s best checkpoint."""
-        return self.fold(k) / "best"
-
-    def last(self, k: int) -> Path:
-        """Fold ``k``'s last checkpoint (for resuming)."""
-        return self.fold(k) / "last"
-
-    def trained_folds(self) -> list[int]:
-        """Folds with a best checkpoint, sorted (empty when none)."""
-        from kelp.cnn.checkpoint import WEIGHTS_FILE
-
-        return sorted(
-            int(p.name.split("=", 1)[1])
-            for p in self.root.glob("fold=*")
-            if (p / "best" / WEIGHTS_FILE).is_file()
-        )
-
-    @property
-    def oof(self) -> Path:
-        """``RUN/oof/cnn``: out-of-fold logit maps."""
-        return self.run / "oof" / "cnn"
-
-    @property
-    def test(self) -> Path:
-        """``RUN/test/cnn``: default output of ``kelp predict-cnn``."""
-        return self.run / "test" / "cnn"
+    return sorted(
+        int(p.name.split("=", 1)[1])
+        for p in layout.cnn.glob("fold=*")
+        if (p / "best" / WEIGHTS_FILE).is_file()
+    )
 
 
 @dataclass(frozen=True)
@@ -134,17 +97,11 @@ class RunInputs:
         return self.build.normalisation(without_fold=fold)
 
 
-def load_inputs(
-    data: str | os.PathLike[str],
-    folds: str | os.PathLike[str],
-    features: str | os.PathLike[str],
-) -> RunInputs:
+def load_inputs(layout: RunLayout) -> RunInputs:
     """Read and cross-check the dataset, folds file and feature manifest.
 
     Args:
-        data: the dataset folder.
-        folds: the folds CSV.
-        features: the feature build folder.
+        layout: the run's dataset folder, folds file and feature build.
 
     Returns:
         The checked inputs.
@@ -155,9 +112,9 @@ def load_inputs(
         StaleInputError: features built from another folds file, with another version of
             the feature code, or from tiles that the dataset no longer has.
     """
-    folds_path = Path(folds)
+    data, folds_path = layout.data, layout.folds
     try:
-        build = read_build(features)
+        build = read_build(layout.features)
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"{error} (or point --features at a feature build); the CNN takes its feature "
@@ -177,7 +134,7 @@ def load_inputs(
             "`kelp build-features`"
         )
     return RunInputs(
-        data=Path(data),
+        data=data,
         folds_path=folds_path,
         folds_sha256=sha,
         build=build,

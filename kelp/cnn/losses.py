@@ -7,16 +7,19 @@ target is :data:`~kelp.cnn.data.IGNORE` (batch padding).
 """
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
 
 from kelp.cnn.config import LossName
 from kelp.cnn.data import IGNORE
+from kelp.registry import Registry
 
 __all__ = ["LOSSES", "make_loss"]
 
-LOSSES: tuple[LossName, ...] = ("dice_bce", "dice", "bce", "focal", "lovasz")
+# name -> factory; the names are those of LossName (a test checks). smp is imported on use.
+_LOSSES: Registry[Callable[[], nn.Module]] = Registry("loss")
 
 
 class _Sum(nn.Module):
@@ -39,6 +42,39 @@ class _Bce(nn.Module):
         return (loss * valid).sum() / valid.sum().clamp(min=1)
 
 
+@_LOSSES.register("dice_bce")
+def _dice_bce() -> nn.Module:
+    return _Sum(_dice(), _Bce())
+
+
+@_LOSSES.register("dice")
+def _dice() -> nn.Module:
+    from segmentation_models_pytorch.losses import DiceLoss
+
+    return DiceLoss("binary", from_logits=True, ignore_index=IGNORE)
+
+
+_LOSSES.register("bce", _Bce)
+
+
+@_LOSSES.register("focal")
+def _focal() -> nn.Module:
+    from segmentation_models_pytorch.losses import FocalLoss
+
+    return FocalLoss("binary", ignore_index=IGNORE)
+
+
+@_LOSSES.register("lovasz")
+def _lovasz() -> nn.Module:
+    from segmentation_models_pytorch.losses import LovaszLoss
+
+    return LovaszLoss("binary", ignore_index=IGNORE)
+
+
+#: Every loss name, the default first.
+LOSSES = cast(tuple[LossName, ...], _LOSSES.names())
+
+
 def make_loss(name: LossName) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The loss called as ``loss(logits, target)``.
 
@@ -50,18 +86,6 @@ def make_loss(name: LossName) -> Callable[[torch.Tensor, torch.Tensor], torch.Te
         ``{0, 1, IGNORE}``, returning a scalar.
 
     Raises:
-        ValueError: an unknown name (the message lists the valid ones).
+        ConfigError: an unknown name (the message suggests close ones and lists all).
     """
-    from segmentation_models_pytorch.losses import DiceLoss, FocalLoss, LovaszLoss
-
-    parts: dict[str, Callable[[], nn.Module]] = {
-        "dice": lambda: DiceLoss("binary", from_logits=True, ignore_index=IGNORE),
-        "bce": _Bce,
-        "focal": lambda: FocalLoss("binary", ignore_index=IGNORE),
-        "lovasz": lambda: LovaszLoss("binary", ignore_index=IGNORE),
-    }
-    if name == "dice_bce":
-        return _Sum(parts["dice"](), parts["bce"]())
-    if name not in parts:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return parts[name]()
+    return _LOSSES.get(name)()

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kelp.cnn.config import Arch, CnnConfig
-from kelp.errors import WeightsUnavailableError
+from kelp.errors import WeightsUnavailableError, unknown_name
 
 __all__ = [
     "SUGGESTED_ENCODERS",
@@ -130,6 +130,14 @@ class PaddedModel(nn.Module):
 
 
 def _check_encoder(name: str) -> None:
+    """Refuse an encoder neither smp nor timm (as ``tu-<name>``) has.
+
+    The names belong to the libraries (hundreds of them), so the message lists the suggested
+    encoders plus the library names closest to ``name``, and says where the rest are.
+
+    Raises:
+        ConfigError: the "unknown encoder" message.
+    """
     import segmentation_models_pytorch as smp
 
     if name.startswith("tu-"):
@@ -137,18 +145,23 @@ def _check_encoder(name: str) -> None:
 
         if timm.list_models(name[3:]):
             return
-        close = difflib.get_close_matches(name[3:], timm.list_models(), n=5, cutoff=0.6)
-        hint = f" Close timm models: {', '.join('tu-' + c for c in close)}." if close else ""
-        raise ValueError(f"Unknown timm encoder {name!r}.{hint} See timm.list_models().")
+        close = difflib.get_close_matches(name[3:], timm.list_models(), n=3, cutoff=0.6)
+        raise unknown_name(
+            "encoder",
+            name,
+            [f"tu-{c}" for c in close],
+            extra=f"{', or ' if close else ''}any timm model as 'tu-<name>' (timm.list_models())",
+        )
     names = smp.encoders.get_encoder_names()
     if name in names:
         return
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-    hint = f"Did you mean {', '.join(close)}? " if close else ""
-    raise ValueError(
-        f"Unknown encoder {name!r}. {hint}Suggested: {', '.join(SUGGESTED_ENCODERS)}; "
-        f"all {len(names)} smp encoders: segmentation_models_pytorch.encoders."
-        "get_encoder_names(), plus any timm model as 'tu-<name>'."
+    close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+    raise unknown_name(
+        "encoder",
+        name,
+        [*SUGGESTED_ENCODERS, *(c for c in close if c not in SUGGESTED_ENCODERS)],
+        extra=f", or any of the {len(names)} smp encoders (segmentation_models_pytorch."
+        "encoders.get_encoder_names()) or timm models as 'tu-<name>'",
     )
 
 

@@ -139,7 +139,7 @@ class Normaliser:
             InputError: a NaN/inf would reach the network.
         """
         if raw.ndim != 3 or raw.shape[0] != len(self.channels):
-            raise ValueError(
+            raise InputError(
                 f"{what}: expected ({len(self.channels)}, H, W) channels "
                 f"{list(self.channels)}, got shape {raw.shape}"
             )

@@ -17,8 +17,8 @@ from kelp.cnn.channels import ChannelSource
 from kelp.cnn.checkpoint import load_checkpoint
 from kelp.cnn.config import CnnConfig
 from kelp.cnn.device import Precision
+from kelp.cnn.ensemble import Member, predict_tiles
 from kelp.cnn.inputs import RunInputs
-from kelp.cnn.predict import Member, predict_tiles
 from kelp.data.catalog import TileRecord
 from kelp.data.io import read_mask
 from kelp.maps import MapStore
@@ -39,7 +39,7 @@ def predict_oof(
 ) -> None:
     """Write a fold's best-model logits for every pixel of its held-out tiles.
 
-    The fold ensemble of one model, through :func:`~kelp.cnn.predict.predict_tiles` with the
+    The fold ensemble of one model, through :func:`~kelp.cnn.ensemble.predict_tiles` with the
     training autocast: the path ``kelp predict`` takes with every fold model.
 
     Args:

@@ -1,6 +1,6 @@
 """Tiles: reading and writing, catalogues, validation, synthetic data, areas and folds."""
 
-from kelp.data.bands import BAND_NAMES, DEFAULT_BAND_ORDER, MISSING
+from kelp.bands import BAND_NAMES, DEFAULT_BAND_ORDER, MISSING
 from kelp.data.catalog import Catalog, Problem, TileRecord, open_catalog
 from kelp.data.io import pack_submission, read_image, read_mask, write_mask
 from kelp.data.tile import Tile, load_tile

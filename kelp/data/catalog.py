@@ -19,6 +19,7 @@ import csv
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -160,8 +161,16 @@ def _find_metadata(root: Path) -> Path | None:
     return None
 
 
-def _tile_id(name: str, suffix: str) -> str:
-    return name[: -len(suffix)]
+def _by_tile_id(folder: Path, suffix: str) -> dict[str, Path]:
+    """``{tile_id: path}`` of the ``<tile_id><suffix>`` files in ``folder``, sorted by name."""
+    return {p.name[: -len(suffix)]: p for p in sorted(folder.glob(f"*{suffix}"))}
+
+
+def _orphan_masks(masks: dict[str, Path], images: Collection[str]) -> list[Problem]:
+    """A problem for each mask whose tile has no image, by tile id."""
+    return [
+        Problem(masks[t], "kelp mask without an image", t) for t in sorted(masks.keys() - images)
+    ]
 
 
 def _finish(
@@ -194,18 +203,11 @@ def _from_folders(root: Path) -> tuple[Catalog, list[Problem]]:
     records: list[TileRecord] = []
     problems: list[Problem] = []
     for split, (image_dir, mask_dir) in _SPLIT_DIRS.items():
-        images = {
-            _tile_id(p.name, _IMAGE_SUFFIX): p
-            for p in sorted((root / image_dir).glob(f"*{_IMAGE_SUFFIX}"))
-        }
+        images = _by_tile_id(root / image_dir, _IMAGE_SUFFIX)
         masks = {}
         if mask_dir is not None:
-            masks = {
-                _tile_id(p.name, _MASK_SUFFIX): p
-                for p in sorted((root / mask_dir).glob(f"*{_MASK_SUFFIX}"))
-            }
-            for tile_id in sorted(masks.keys() - images.keys()):
-                problems.append(Problem(masks[tile_id], "kelp mask without an image", tile_id))
+            masks = _by_tile_id(root / mask_dir, _MASK_SUFFIX)
+            problems.extend(_orphan_masks(masks, images))
         for tile_id, image in images.items():
             mask = masks.get(tile_id)
             if mask_dir is not None and mask is None:
@@ -217,12 +219,9 @@ def _from_folders(root: Path) -> tuple[Catalog, list[Problem]]:
 
 
 def _from_flat(root: Path) -> tuple[Catalog, list[Problem]]:
-    images = {_tile_id(p.name, _IMAGE_SUFFIX): p for p in sorted(root.glob(f"*{_IMAGE_SUFFIX}"))}
-    masks = {_tile_id(p.name, _MASK_SUFFIX): p for p in sorted(root.glob(f"*{_MASK_SUFFIX}"))}
-    problems = [
-        Problem(masks[t], "kelp mask without an image", t)
-        for t in sorted(masks.keys() - images.keys())
-    ]
+    images = _by_tile_id(root, _IMAGE_SUFFIX)
+    masks = _by_tile_id(root, _MASK_SUFFIX)
+    problems = _orphan_masks(masks, images)
     records = [
         TileRecord(t, p, masks.get(t), "train" if t in masks else "test") for t, p in images.items()
     ]
@@ -275,8 +274,7 @@ def _from_metadata(root: Path, metadata: Path, verify_md5: bool) -> tuple[Catalo
                 problems.append(Problem(path, "train image has no kelp mask", tile_id))
                 continue
             records.append(TileRecord(tile_id, path, mask, split))
-    for tile_id in sorted(masks.keys() - images.keys()):
-        problems.append(Problem(masks[tile_id], "kelp mask without an image", tile_id))
+    problems.extend(_orphan_masks(masks, images))
     return _finish(root, "kelp-wanted", records, problems, metadata)
 
 

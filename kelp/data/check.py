@@ -29,7 +29,7 @@ import numpy as np
 
 from kelp._files import atomic_path
 from kelp._progress import track
-from kelp.data.bands import DEFAULT_BAND_ORDER, MISSING
+from kelp.bands import DEFAULT_BAND_ORDER, MISSING
 from kelp.data.catalog import Catalog, Problem, scan_catalog
 from kelp.data.tile import Tile, load_tile
 from kelp.errors import TileError

@@ -28,12 +28,12 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from kelp._files import atomic_path
 from kelp._progress import track
-from kelp.data.bands import DEFAULT_BAND_ORDER
+from kelp.bands import DEFAULT_BAND_ORDER
 from kelp.data.catalog import Catalog, Problem, open_catalog
 from kelp.data.check import tile_stats
 from kelp.data.grouping import METHODS, Method, dem_signature, group_areas
 from kelp.data.tile import load_tile
-from kelp.errors import DatasetError, InputError, TileError
+from kelp.errors import ConfigError, DatasetError, InputError, TileError
 
 __all__ = [
     "FOLD_FLAGS",
@@ -112,11 +112,11 @@ def make_folds(
         DatasetError: the dataset has problems (run ``kelp data check`` to list them).
     """
     if k < 2:
-        raise ValueError(f"k must be >= 2 folds, got {k}")
+        raise ConfigError(f"k must be >= 2 folds, got {k}")
     if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     catalog = open_catalog(root)
     records = catalog.train
     signatures, flags, problems = [], [], []
@@ -137,13 +137,13 @@ def make_folds(
     areas = group_areas(signatures, threshold, max_group_size, method=method)
     n_areas = int(areas.max()) + 1 if n else 0
     if n_areas < k:
-        raise ValueError(
+        raise InputError(
             f"{n} train tiles form only {n_areas} area(s), fewer than k={k} folds: "
             "lower k or add tiles"
         )
     strata = np.array(["".join("1" if f[name] else "0" for name in FOLD_FLAGS) for f in flags])
     if np.unique(strata, return_counts=True)[1].max() < k:
-        raise ValueError(
+        raise InputError(
             f"no combination of the flags {FOLD_FLAGS} is shared by k={k} train tiles, so "
             "the folds cannot be stratified: lower k or add tiles"
         )

@@ -1,8 +1,8 @@
 """Read and write tiles: multispectral images, kelp masks, predicted masks, submissions.
 
 Images come back as ``(7, H, W) int32`` in the canonical band order of
-:data:`kelp.data.bands.BAND_NAMES` whatever the file's order; ``-32768`` is kept as the
-missing value (:data:`~kelp.data.bands.MISSING`) so that callers decide how to mask it.
+:data:`kelp.bands.BAND_NAMES` whatever the file's order; ``-32768`` is kept as the
+missing value (:data:`~kelp.bands.MISSING`) so that callers decide how to mask it.
 Every error names the file and says what is wrong with it.
 """
 
@@ -18,8 +18,8 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
 from kelp._files import atomic_path
-from kelp.data.bands import BAND_NAMES, DEFAULT_BAND_ORDER, check_band_order
-from kelp.errors import TileError
+from kelp.bands import BAND_NAMES, DEFAULT_BAND_ORDER, check_band_order
+from kelp.errors import InputError, TileError
 
 __all__ = [
     "pack_submission",
@@ -183,14 +183,14 @@ def pack_submission(masks: Iterable[str | os.PathLike[str]], out: str | os.PathL
     """
     paths = sorted(Path(p) for p in masks)
     if not paths:
-        raise ValueError(f"no masks to pack into {out}: predict the test tiles first")
+        raise InputError(f"no masks to pack into {out}: predict the test tiles first")
     names = [p.name for p in paths]
     wrong = [n for n in names if not n.endswith("_kelp.tif")]
     if wrong:
-        raise ValueError(f"mask names must be <tile_id>_kelp.tif, got {wrong[:3]}")
+        raise InputError(f"mask names must be <tile_id>_kelp.tif, got {wrong[:3]}")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"repeated mask names {repeated[:3]}")
+        raise InputError(f"repeated mask names {repeated[:3]}")
     out = Path(out)
     with atomic_path(out) as tmp, tarfile.open(tmp, "w") as tar:
         for p in paths:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from kelp.data.bands import BAND_NAMES, DEFAULT_BAND_ORDER, MISSING, BandName
+from kelp.bands import BAND_NAMES, DEFAULT_BAND_ORDER, MISSING, BandName
 from kelp.data.catalog import TileRecord
 from kelp.data.io import read_image, read_mask
 from kelp.errors import TileError

@@ -7,7 +7,7 @@ water (never as land): the land mask must never remove kelp.
 import numpy as np
 from scipy import ndimage
 
-from kelp.data.bands import MISSING
+from kelp.bands import MISSING
 from kelp.data.tile import Tile
 
 __all__ = [

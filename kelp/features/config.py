@@ -20,8 +20,9 @@ The default stack is chosen for kelp canopy on Landsat:
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from kelp.config import Frozen
 from kelp.layout import short_hash
 
 __all__ = [
@@ -44,11 +45,7 @@ DEFAULT_INDICES = (
 )  # fmt: skip
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FilterConfig(_Frozen):
+class FilterConfig(Frozen):
     """NaN-aware neighbourhood filters.
 
     Attributes:
@@ -70,21 +67,23 @@ class FilterConfig(_Frozen):
         return sigmas
 
 
-class SamplingConfig(_Frozen):
+class SamplingConfig(Frozen):
     """Which pixels of a train tile become table rows.
 
     Attributes:
         buffer: non-kelp pixels within this many pixels of kelp are all kept ("buffer").
         n_random: other pixels drawn at random per tile ("random").
         dense: keep every pixel instead (kind "dense", weight 1).
+        seed: seeds the random pixels (with each tile id); was ``[folds] seed`` in v0.1.
     """
 
     buffer: Annotated[int, Field(ge=0)] = 5
     n_random: Annotated[int, Field(ge=0)] = 1000
     dense: bool = False
+    seed: int = 0
 
 
-class FeatureConfig(_Frozen):
+class FeatureConfig(Frozen):
     """What goes into a tile's ``(C, H, W)`` channel stack, and how table rows are sampled.
 
     Attributes:
@@ -96,6 +95,9 @@ class FeatureConfig(_Frozen):
             added.
         filters: neighbourhood filters.
         sampling: pixel sampling for the tree table.
+        workers: processes for the build (1: this process); not part of any hash.
+        on_error: ``fail`` stops at the first bad tile (keeping the tiles written so far);
+            ``skip`` leaves it out and lists it in the manifest. Not part of any hash.
     """
 
     bands: tuple[SpectralBand, ...] = ("swir", "nir", "red", "green", "blue")
@@ -105,11 +107,17 @@ class FeatureConfig(_Frozen):
     offsets: tuple[SpectralBand, ...] = ("swir", "nir", "red", "green", "blue")
     filters: FilterConfig = FilterConfig()
     sampling: SamplingConfig = SamplingConfig()
+    workers: Annotated[int, Field(ge=1)] = 1
+    on_error: Literal["fail", "skip"] = "fail"
 
     def stack_hash(self) -> str:
         """Short hash of everything that changes the channel stack (not the sampling)."""
-        return short_hash(self.model_dump(mode="json", exclude={"sampling"}))
+        return short_hash(self.model_dump(mode="json", exclude={"sampling", *_HOW}))
 
     def table_hash(self) -> str:
         """Short hash of everything that changes the table rows of a tile."""
-        return short_hash(self.model_dump(mode="json"))
+        return short_hash(self.model_dump(mode="json", exclude=set(_HOW)))
+
+
+# how the build runs, not what it computes
+_HOW = ("workers", "on_error")

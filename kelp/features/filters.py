@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from kelp.errors import ConfigError
 from kelp.features.config import FilterKind
 
 __all__ = ["filter_bank", "filter_names", "nan_gaussian"]
@@ -69,7 +70,7 @@ def filter_bank(x: np.ndarray, sigmas: Sequence[float], kinds: Sequence[FilterKi
     side = min(x.shape)
     too_big = [s for s in sigmas if s > side]
     if too_big:
-        raise ValueError(
+        raise ConfigError(
             f"filter sigma(s) {too_big} px larger than the {x.shape[0]}x{x.shape[1]} tile: "
             "lower filters.sigmas"
         )

@@ -7,7 +7,7 @@ Every index is a :class:`SpectralIndex` in :data:`INDICES`, keyed by its canonic
 **Inputs are raw Landsat DNs**, not reflectance, as the Kelp Wanted winners computed them:
 ``(H, W)`` float32 arrays keyed ``swir``, ``nir``, ``red``, ``green``, ``blue`` (reflectance 0
 is about DN 7273; open water is about 7,500-9,500). Convert the missing value
-(:data:`kelp.data.bands.MISSING`, -32768) to NaN first; integer arrays are refused so that it
+(:data:`kelp.bands.MISSING`, -32768) to NaN first; integer arrays are refused so that it
 cannot slip into the arithmetic. Additive constants designed for reflectance in [0, 1] (the
 0.5 of SAVI and WAVI, the 1 of EVI, the 0.1/0.02 of GVMI) are negligible next to DNs, so on
 this scale SAVI is about 1.5 * NDVI and GVMI about NDMI; they are kept because the formulas
@@ -74,15 +74,15 @@ Outputs are float32; the computation stays in float32 (no float64 temporaries) a
 no floating-point warnings.
 """
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from kelp.registry import Registry
 
 __all__ = [
     "EPS",
@@ -151,7 +151,7 @@ class SpectralIndex:
         return _evaluate(self, arrays, {})
 
 
-_REGISTRY: dict[str, SpectralIndex] = {}
+_REGISTRY: Registry[SpectralIndex] = Registry("spectral index", case_sensitive=False)
 
 
 def _index(
@@ -162,9 +162,9 @@ def _index(
     def register(fn: Callable[..., _Array]) -> Callable[..., _Array]:
         bands = tuple(inspect.signature(fn).parameters)
         unknown = [band for band in bands if band not in _SPECTRAL_BANDS]
-        if unknown or name in _REGISTRY:
-            raise ValueError(f"index {name!r}: unknown bands {unknown} or registered twice")
-        _REGISTRY[name] = SpectralIndex(name, long_name, formula, source, bands, fn)
+        if unknown:
+            raise ValueError(f"index {name!r}: unknown bands {unknown}")
+        _REGISTRY.register(name, SpectralIndex(name, long_name, formula, source, bands, fn))
         return fn
 
     return register
@@ -456,9 +456,7 @@ def _grvi(red: _Array, green: _Array) -> _Array:
 
 
 #: Every registered index, keyed by canonical name, in documentation order.
-INDICES: Final[Mapping[str, SpectralIndex]] = MappingProxyType(_REGISTRY)
-
-_BY_LOWER: Final[dict[str, str]] = {name.lower(): name for name in _REGISTRY}
+INDICES: Final[Mapping[str, SpectralIndex]] = _REGISTRY.mapping()
 
 
 def available_indices() -> list[str]:
@@ -480,21 +478,10 @@ def get_index(name: str) -> SpectralIndex:
         The registered index.
 
     Raises:
-        ValueError: if no index has that name; the message lists close matches.
+        ConfigError: if no index has that name; the message suggests close matches and
+            lists every name.
     """
-    canonical = _BY_LOWER.get(name.strip().lower())
-    if canonical is not None:
-        return INDICES[canonical]
-    close = difflib.get_close_matches(name.strip().lower(), list(_BY_LOWER), n=5, cutoff=0.5)
-    hint = (
-        f"Did you mean {', '.join(repr(_BY_LOWER[c]) for c in close)}?"
-        if close
-        else "No close match."
-    )
-    raise ValueError(
-        f"Unknown spectral index {name!r}. {hint} "
-        f"See kelp.features.indices.available_indices() for all {len(INDICES)} names."
-    )
+    return _REGISTRY.get(name.strip())
 
 
 def compute_index(name: str, bands: Mapping[str, npt.ArrayLike]) -> _F32:

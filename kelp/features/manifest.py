@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kelp.data.bands import DEFAULT_BAND_ORDER
+from kelp.bands import DEFAULT_BAND_ORDER
 from kelp.errors import StaleInputError
 from kelp.features.config import FeatureConfig
 from kelp.features.stack import channel_names

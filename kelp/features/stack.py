@@ -12,6 +12,7 @@ Channel order: bands, indices, context, offsets (``<band>_offset``), filters
 import numpy as np
 
 from kelp.data.tile import Tile
+from kelp.errors import ConfigError
 from kelp.features.channels import (
     clear_water,
     dem_metres,
@@ -43,11 +44,11 @@ def channel_names(config: FeatureConfig) -> list[str]:
     base = _base_names(config)
     repeated = sorted({n for n in base if base.count(n) > 1})
     if repeated:
-        raise ValueError(f"channel(s) {repeated} listed twice in the feature config")
+        raise ConfigError(f"channel(s) {repeated} listed twice in the feature config")
     names = list(base)
     for channel in config.filters.channels:
         if channel not in base:
-            raise ValueError(
+            raise ConfigError(
                 f"filter channel {channel!r} is not a channel of the stack; choose from {base}"
             )
         names += filter_names(channel, config.filters.sigmas, config.filters.kinds)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kelp._files import atomic_path
+from kelp.layout import RunLayout
 
 __all__ = ["write_report"]
 
@@ -86,7 +87,8 @@ def _load(path: Path) -> dict[str, Any]:
 def write_report(run: str | os.PathLike[str]) -> Path:
     """Write ``RUN/report.html`` from what the run's stages wrote; returns its path."""
     run = Path(run)
-    record = _load(run / "run.json")
+    layout = RunLayout.of(run)
+    record = _load(layout.run_json)
     parts = [f"<h1>kelp run {html.escape(record.get('name', run.name))}</h1>"]
     git = record.get("git", {})
     parts.append(
@@ -107,7 +109,7 @@ def write_report(run: str | os.PathLike[str]) -> Path:
         parts.append("<h2>Stages</h2>")
         parts.append(_table(["stage", "status", "seconds", "peak MiB", "device"], rows))
 
-    stacking = _load(run / "stacking" / "manifest.json")
+    stacking = _load(layout.stacking / "manifest.json")
     if stacking:
         parts.append("<h2>Results: out-of-fold global Dice on the same tiles</h2>")
         parts.append(
@@ -137,21 +139,21 @@ def write_report(run: str | os.PathLike[str]) -> Path:
             f"(precision {d['precision']:.3f}, recall {d['recall']:.3f}; each fold under the "
             f"decision chosen on the other folds); in-sample {d['in_sample']['dice']:.4f}.</p>"
         )
-        parts.append("<h2>Threshold sweep</h2>" + _sweep_plot(run / "stacking" / "sweep.csv"))
+        parts.append("<h2>Threshold sweep</h2>" + _sweep_plot(layout.stacking / "sweep.csv"))
 
-    curves = sorted((run / "cnn").glob("fold=*/curves.png"))
+    curves = sorted(layout.cnn.glob("fold=*/curves.png"))
     if curves:
         parts.append("<h2>CNN training curves</h2>")
         parts.extend(_image(p, f"CNN {p.parent.name}") for p in curves)
-    importances = sorted((run / "tabular").glob("*/fold=0/importance.png"))
+    importances = sorted(layout.tabular.glob("*/fold=0/importance.png"))
     if importances:
         parts.append("<h2>Tree feature importance (fold 0)</h2>")
         parts.extend(_image(p, f"{p.parent.parent.name} importance") for p in importances)
-    grid = run / "stacking" / "grid.png"
+    grid = layout.stacking / "grid.png"
     if grid.is_file():
         parts.append("<h2>Predictions across the Dice range (out-of-fold)</h2>")
         parts.append(_image(grid, "prediction grid"))
-    predictions = _load(run / "predictions" / "manifest.json")
+    predictions = _load(layout.predictions / "manifest.json")
     if predictions:
         parts.append(
             f"<p>{predictions['n_tiles']} test masks and "
@@ -162,7 +164,7 @@ def write_report(run: str | os.PathLike[str]) -> Path:
         f"<title>kelp run {html.escape(record.get('name', run.name))}</title>"
         f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     )
-    out = run / "report.html"
+    out = layout.report
     with atomic_path(out) as tmp:
         tmp.write_text(page)
     return out

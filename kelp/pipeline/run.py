@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -31,24 +30,18 @@ from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say
 from kelp._provenance import git_state
-from kelp.layout import short_hash
+from kelp.data.stage import prepare_dataset
+from kelp.errors import ConfigError
+from kelp.layout import RunLayout, short_hash
 from kelp.pipeline.config import STAGES, RunConfig, Stage
+from kelp.tabular.config import MODEL_NAMES
 
-__all__ = ["RUN_JSON", "dataset_hash", "run_pipeline", "select_stages"]
+__all__ = ["dataset_hash", "run_pipeline", "select_stages"]
 
-RUN_JSON = "run.json"
 _PACKAGES = (
     "numpy", "scipy", "rasterio", "scikit-learn", "polars", "pyarrow", "lightgbm", "xgboost",
     "catboost", "torch", "segmentation-models-pytorch", "timm", "pydantic", "mlflow-skinny",
 )  # fmt: skip
-_OUTPUTS: dict[Stage, tuple[str, ...]] = {
-    "folds": ("folds.csv", "tile_stats.csv"),
-    "features": ("features",),
-    "trees": ("tabular", "oof/lightgbm", "oof/xgboost", "oof/catboost", "oof/random_forest"),
-    "cnn": ("cnn", "oof/cnn"),
-    "stack": ("stacking",),
-    "predict": ("predictions",),
-}
 
 
 def select_stages(only: Stage | None = None, start: Stage | None = None) -> list[Stage]:
@@ -59,9 +52,9 @@ def select_stages(only: Stage | None = None, start: Stage | None = None) -> list
     """
     for given in (only, start):
         if given is not None and given not in STAGES:
-            raise ValueError(f"unknown stage {given!r}; stages are {', '.join(STAGES)}")
+            raise ConfigError(f"unknown stage {given!r}; stages are {', '.join(STAGES)}")
     if only is not None and start is not None:
-        raise ValueError("give --only or --from, not both")
+        raise ConfigError("give --only or --from, not both")
     if only is not None:
         return [only]
     return list(STAGES[STAGES.index(start) :]) if start is not None else list(STAGES)
@@ -115,89 +108,51 @@ def _peak_memory() -> Iterator[dict[str, float]]:
         thread.join()
 
 
-@dataclass
-class _Context:
-    config: RunConfig
-    run: Path
-    data: Path
-    force: bool
+# Each stage is its package's `run(config, layout)` function on its part of the config
+# (imported when the stage runs, so that `kelp --help` loads no torch).
+def _folds(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
+    from kelp.data.stage import split_dataset
+
+    return split_dataset(config.folds, layout)
 
 
-def _stage_folds(ctx: _Context) -> dict[str, Any]:
-    from kelp.data.catalog import open_catalog
-    from kelp.data.check import check_dataset, write_stats
-    from kelp.data.folds import area_recovery, make_folds, read_folds, write_folds
-
-    report = check_dataset(ctx.data, ctx.config.data.band_order)
-    if report.stats:
-        write_stats(report.stats, ctx.run / "tile_stats.csv")
-    for problem in report.problems:
-        say(f"[yellow]problem:[/yellow] {problem}")
-    f = ctx.config.folds
-    if f.file is not None:
-        assignment = read_folds(f.file, open_catalog(ctx.data))
-    else:
-        assignment = make_folds(
-            ctx.data, f.k, f.seed, f.threshold, f.max_group_size, ctx.config.data.band_order
-        )
-    write_folds(assignment, ctx.run / "folds.csv")
-    ari = area_recovery(ctx.data, assignment)
-    return {
-        "n_train": len(assignment.tile_ids),
-        "n_areas": len(set(assignment.aoi_ids)),
-        "k": assignment.k,
-        "problems": [str(p) for p in report.problems],
-        "area_ari": ari,
-    }
-
-
-def _stage_features(ctx: _Context) -> dict[str, Any]:
+def _features(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
     from kelp.features.build import build_features
 
-    return build_features(
-        ctx.data, ctx.run / "folds.csv", ctx.run / "features", ctx.config.features,
-        seed=ctx.config.folds.seed, workers=ctx.config.workers,
-        band_order=ctx.config.data.band_order,
-    )  # fmt: skip
+    return build_features(config.features, layout)
 
 
-def _stage_trees(ctx: _Context) -> dict[str, Any]:
+def _trees(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
     from kelp.tabular.train import train_trees
 
-    return train_trees(ctx.data, ctx.run, ctx.config.tabular)
+    return train_trees(config.tabular, layout)
 
 
-def _stage_cnn(ctx: _Context) -> dict[str, Any]:
+def _cnn(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
     from kelp.cnn.train import train_cnn
 
-    return train_cnn(ctx.data, ctx.run, ctx.config.cnn)
+    return train_cnn(config.cnn, layout)
 
 
-def _stage_stack(ctx: _Context) -> dict[str, Any]:
+def _stack(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
     from kelp.stacking.stack import stack
 
-    return stack(ctx.data, ctx.run, ctx.config.stacking, force=ctx.force)
+    return stack(config.stacking, layout, force=force)
 
 
-def _stage_predict(ctx: _Context) -> dict[str, Any]:
-    from kelp.data.catalog import scan_catalog
+def _predict(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
     from kelp.stacking.predict import predict
 
-    p = ctx.config.predict
-    data = p.data if p.data is not None else ctx.data
-    if not p.enabled or not scan_catalog(data)[0].test:
-        say(f"predict: {'disabled' if not p.enabled else f'no test tiles in {data}'}; skipped")
-        return {"skipped": True}
-    return predict(data, ctx.run, on_error=p.on_error, tta=p.tta, device=p.device)
+    return predict(config.predict, layout)
 
 
-_RUNNERS: dict[Stage, Callable[[_Context], dict[str, Any]]] = {
-    "folds": _stage_folds,
-    "features": _stage_features,
-    "trees": _stage_trees,
-    "cnn": _stage_cnn,
-    "stack": _stage_stack,
-    "predict": _stage_predict,
+_RUNNERS: dict[Stage, Callable[[RunConfig, RunLayout, bool], dict[str, Any]]] = {
+    "folds": _folds,
+    "features": _features,
+    "trees": _trees,
+    "cnn": _cnn,
+    "stack": _stack,
+    "predict": _predict,
 }
 
 
@@ -206,23 +161,6 @@ def _device(manifest: dict[str, Any]) -> Any:
         if key in manifest:
             return manifest[key]
     return "cpu"
-
-
-def _prepare_data(config: RunConfig) -> Path:
-    data = config.data_dir
-    if (data / "metadata.csv").is_file() or (data.is_dir() and any(data.iterdir())):
-        return data
-    if config.data.synth is None:
-        raise FileNotFoundError(
-            f"{data}: dataset folder not found; fix [data] path in the config, or add a "
-            "[data.synth] table to synthesise one"
-        )
-    from kelp.data.synth import synthesize
-
-    s = config.data.synth
-    say(f"synthesising {s.tiles} tiles of {s.size} px into {data}")
-    synthesize(data, s.tiles, seed=s.seed, size=s.size, test_fraction=s.test_fraction)
-    return data
 
 
 def run_pipeline(
@@ -248,15 +186,16 @@ def run_pipeline(
         Whatever the failing stage raised (after recording it in ``run.json``).
     """
     stages = select_stages(only, start)
-    run = config.run_dir
+    layout = config.layout()
+    run = layout.root
     run.mkdir(parents=True, exist_ok=True)
-    data = _prepare_data(config)
+    data = prepare_dataset(config.data, layout)
     if config_text is not None:
-        with atomic_path(run / "config.toml") as tmp:
+        with atomic_path(layout.config_toml) as tmp:
             tmp.write_text(config_text)
-    with atomic_path(run / "config.json") as tmp:
+    with atomic_path(layout.config_json) as tmp:
         tmp.write_text(json.dumps(config.model_dump(mode="json"), indent=2))
-    previous = _read_run_json(run)
+    previous = _read_run_json(layout)
     record: dict[str, Any] = {
         "name": config.name,
         "run_dir": str(run.resolve()),
@@ -269,7 +208,6 @@ def run_pipeline(
         "invoked": datetime.now(UTC).isoformat(timespec="seconds"),
         "stages": dict(previous.get("stages", {})),
     }
-    ctx = _Context(config, run, data, force)
     upstream = record["dataset_hash"]
     started = time.perf_counter()
     for stage in STAGES:
@@ -282,8 +220,7 @@ def run_pipeline(
             say(f"[green]{stage}[/green]: up to date")
             continue
         if force:
-            for name in _OUTPUTS[stage]:
-                target = run / name
+            for target in layout.outputs(stage, MODEL_NAMES):
                 if target.is_dir():
                     shutil.rmtree(target)
                 elif target.exists():
@@ -291,11 +228,11 @@ def run_pipeline(
         say(f"[bold]{stage}[/bold]: running")
         entry: dict[str, Any] = {"key": key, "status": "running"}
         record["stages"][stage] = entry
-        _write_run_json(run, record)
+        _write_run_json(layout, record)
         t0 = time.perf_counter()
         try:
             with _peak_memory() as memory:
-                manifest = _RUNNERS[stage](ctx)
+                manifest = _RUNNERS[stage](config, layout, force)
         except BaseException as error:
             interrupted = isinstance(error, KeyboardInterrupt)
             entry.update(
@@ -303,7 +240,7 @@ def run_pipeline(
                 error=None if interrupted else f"{type(error).__name__}: {error}",
                 seconds=round(time.perf_counter() - t0, 2),
             )
-            _write_run_json(run, record)
+            _write_run_json(layout, record)
             raise
         entry.update(
             status="done",
@@ -311,11 +248,11 @@ def run_pipeline(
             peak_rss_mb=round(memory["peak_mb"], 1),
             device=_device(manifest),
         )
-        _write_run_json(run, record)
+        _write_run_json(layout, record)
     record["invocation_seconds"] = round(time.perf_counter() - started, 2)
     record["seconds"] = round(sum(e.get("seconds", 0) for e in record["stages"].values()), 2)
     record["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    _write_run_json(run, record)
+    _write_run_json(layout, record)
     from kelp.pipeline.report import write_report
 
     record["report"] = str(write_report(run))
@@ -324,18 +261,18 @@ def run_pipeline(
 
         record["mlflow_run_id"] = log_to_mlflow(config, run)
         say(f"logged to MLflow run {record['mlflow_run_id']}")
-    _write_run_json(run, record)
+    _write_run_json(layout, record)
     return record
 
 
-def _read_run_json(run: Path) -> dict[str, Any]:
-    path = run / RUN_JSON
+def _read_run_json(layout: RunLayout) -> dict[str, Any]:
+    path = layout.run_json
     if not path.is_file():
         return {}
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
 
 
-def _write_run_json(run: Path, record: dict[str, Any]) -> None:
-    with atomic_path(run / RUN_JSON) as tmp:
+def _write_run_json(layout: RunLayout, record: dict[str, Any]) -> None:
+    with atomic_path(layout.run_json) as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=str))

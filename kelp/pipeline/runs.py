@@ -5,9 +5,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
+from kelp.layout import RunLayout
 
-__all__ = ["compare_runs", "list_runs", "runs_table"]
+__all__ = ["compare_runs", "list_runs"]
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -15,8 +15,9 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _summary(run: Path) -> dict[str, Any]:
-    record = _load(run / "run.json")
-    stacking = _load(run / "stacking" / "manifest.json")
+    layout = RunLayout.of(run)
+    record = _load(layout.run_json)
+    stacking = _load(layout.stacking / "manifest.json")
     comparison = stacking.get("comparison", {})
     bases = {
         n: c.get("dice_nested") or 0.0
@@ -48,26 +49,8 @@ def list_runs(runs_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     root = Path(runs_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no runs folder; start one with `kelp run CONFIG`")
-    runs = [_summary(p) for p in sorted(root.iterdir()) if (p / "run.json").is_file()]
+    runs = [_summary(p) for p in sorted(root.iterdir()) if RunLayout.of(p).run_json.is_file()]
     return sorted(runs, key=lambda r: r["started"] or "", reverse=True)
-
-
-def runs_table(runs: list[dict[str, Any]]) -> Table:
-    """The runs as a table to print."""
-    table = Table(title="runs", title_justify="left")
-    for column in ("run", "started", "status", "seconds", "final nested Dice", "best base model"):
-        table.add_column(column, no_wrap=column == "run")
-    for r in runs:
-        best = r["best_base"]
-        table.add_row(
-            r["name"],
-            str(r["started"] or ""),
-            r["status"],
-            "" if r["seconds"] is None else f"{r['seconds']:.0f}",
-            "" if r["final_dice"] is None else f"{r['final_dice']:.4f}",
-            "" if best is None else f"{best[0]} {best[1]:.4f}",
-        )
-    return table
 
 
 def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
@@ -89,11 +72,13 @@ def compare_runs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
     Raises:
         FileNotFoundError: a folder that is not a run (no ``config.json``).
     """
-    runs = [Path(a), Path(b)]
+    runs = [RunLayout.of(a), RunLayout.of(b)]
     for run in runs:
-        if not (run / "config.json").is_file():
-            raise FileNotFoundError(f"{run}: not a run folder (no config.json); see `kelp runs`")
-    configs = [_flatten(_load(r / "config.json")) for r in runs]
+        if not run.config_json.is_file():
+            raise FileNotFoundError(
+                f"{run.root}: not a run folder (no config.json); see `kelp runs`"
+            )
+    configs = [_flatten(_load(r.config_json)) for r in runs]
     keys = sorted(configs[0].keys() | configs[1].keys())
     config_diff = [
         (k, configs[0].get(k), configs[1].get(k))
@@ -103,7 +88,7 @@ def compare_runs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
     metrics: list[tuple[str, float | None, float | None, float | None]] = []
     values = []
     for run in runs:
-        stacking = _load(run / "stacking" / "manifest.json")
+        stacking = _load(run.stacking / "manifest.json")
         found = {
             f"{model} nested Dice": c.get("dice_nested")
             for model, c in stacking.get("comparison", {}).items()
@@ -111,7 +96,7 @@ def compare_runs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[s
         if stacking:
             found["final nested Dice"] = stacking["decision"]["dice"]
             found["final in-sample Dice"] = stacking["decision"].get("in_sample", {}).get("dice")
-        record = _load(run / "run.json")
+        record = _load(run.run_json)
         found |= {
             f"{stage} seconds": e["seconds"]
             for stage, e in record.get("stages", {}).items()

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kelp.layout import RunLayout
 from kelp.pipeline.config import RunConfig
 
 __all__ = ["log_to_mlflow"]
@@ -56,13 +57,13 @@ def log_to_mlflow(config: RunConfig, run_dir: str | os.PathLike[str]) -> str:
     mlflow.set_experiment(config.tracking.experiment)
     with mlflow.start_run(run_name=config.name) as active:
         mlflow.log_params(_flatten(config.model_dump(mode="json")))
-        record = json.loads((run_dir / "run.json").read_text())
+        record = json.loads(RunLayout.of(run_dir).run_json.read_text())
         for stage, entry in record.get("stages", {}).items():
             if "seconds" in entry:
                 mlflow.log_metric(f"seconds.{stage}", entry["seconds"])
             if "peak_rss_mb" in entry:
                 mlflow.log_metric(f"peak_rss_mb.{stage}", entry["peak_rss_mb"])
-        stacking = run_dir / "stacking" / "manifest.json"
+        stacking = RunLayout.of(run_dir).stacking / "manifest.json"
         if stacking.is_file():
             manifest = json.loads(stacking.read_text())
             for model, c in manifest["comparison"].items():
@@ -73,7 +74,7 @@ def log_to_mlflow(config: RunConfig, run_dir: str | os.PathLike[str]) -> str:
                     mlflow.log_metric(f"oof_dice_nested.{safe}", c["dice_nested"])
             mlflow.log_metric("final_oof_dice", manifest["decision"]["dice"])
             mlflow.log_metric("final_oof_dice_in_sample", manifest["decision"]["in_sample"]["dice"])
-        for log in sorted((run_dir / "cnn").glob("fold=*/log.csv")):
+        for log in sorted(RunLayout.of(run_dir).cnn.glob("fold=*/log.csv")):
             fold = log.parent.name.split("=", 1)[1]
             with open(log, newline="") as f:
                 for row in csv.DictReader(f):

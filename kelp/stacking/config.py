@@ -1,23 +1,36 @@
 """The typed configuration of the stacking stage."""
 
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from kelp.config import Frozen
+from kelp.devices import Device
 from kelp.features.config import SamplingConfig
+from kelp.registry import one_of
 
-__all__ = ["META_MODELS", "MetaName", "PostprocessConfig", "StackConfig"]
+__all__ = ["META_MODELS", "MetaName", "PostprocessConfig", "PredictConfig", "StackConfig"]
 
-MetaName = Literal["average", "logistic", "lightgbm"]
-META_MODELS: tuple[MetaName, ...] = ("average", "logistic", "lightgbm")
+_Meta = Literal["average", "logistic", "lightgbm"]
+META_MODELS: tuple[_Meta, ...] = get_args(_Meta)
+MetaName = Annotated[_Meta, one_of("meta-model", META_MODELS)]
 Morphology = Literal["none", "open", "close"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_LIGHTGBM = {
+    "n_estimators": 200,
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_child_samples": 50,
+    "subsample": 0.8,
+    "subsample_freq": 1,
+    "colsample_bytree": 0.8,
+    "verbose": -1,
+}
 
 
-class PostprocessConfig(_Frozen):
+class PostprocessConfig(Frozen):
     """The post-processing grid searched on out-of-fold maps by global Dice.
 
     Attributes:
@@ -35,7 +48,7 @@ class PostprocessConfig(_Frozen):
     morphology: tuple[Morphology, ...] = ("none",)
 
 
-class StackConfig(_Frozen):
+class StackConfig(Frozen):
     """What the stacker fits and searches.
 
     Attributes:
@@ -57,16 +70,7 @@ class StackConfig(_Frozen):
     compare: tuple[MetaName, ...] = META_MODELS
     models: tuple[str, ...] = ()
     sampling: SamplingConfig = SamplingConfig()
-    lightgbm: dict[str, Any] = {
-        "n_estimators": 200,
-        "learning_rate": 0.05,
-        "num_leaves": 15,
-        "min_child_samples": 50,
-        "subsample": 0.8,
-        "subsample_freq": 1,
-        "colsample_bytree": 0.8,
-        "verbose": -1,
-    }
+    lightgbm: dict[str, Any] = Field(default_factory=lambda: dict(_LIGHTGBM))
     postprocess: PostprocessConfig = PostprocessConfig()
     seed: int = 0
     grid_tiles: Annotated[int, Field(ge=0)] = 8
@@ -83,3 +87,24 @@ class StackConfig(_Frozen):
         if self.meta not in self.compare:
             object.__setattr__(self, "compare", (*self.compare, self.meta))
         return self
+
+
+class PredictConfig(Frozen):
+    """The final stage, `kelp predict`: masks for the test tiles.
+
+    Attributes:
+        enabled: run it in `kelp run` (which skips it when the dataset has no test tiles).
+        data: folder of test tiles; default the run's dataset's own test tiles.
+        out: where the masks go; default ``RUN/predictions``.
+        tta: CNN test-time augmentation; default as for the out-of-fold logits.
+        on_error: ``fail`` stops at a bad tile (masks written so far stay); ``skip`` leaves
+            it out, lists it in the manifest and still packs the others.
+        device: where the CNN predicts.
+    """
+
+    enabled: bool = True
+    data: Path | None = None
+    out: Path | None = None
+    tta: bool | None = None
+    on_error: Literal["fail", "skip"] = "fail"
+    device: Device = "auto"

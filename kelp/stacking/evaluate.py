@@ -6,7 +6,7 @@ from typing import Any
 
 from kelp._progress import track
 from kelp.data.io import read_mask
-from kelp.errors import TileError
+from kelp.errors import InputError, TileError
 from kelp.metrics import MetricAccumulator
 
 __all__ = ["evaluate_masks"]
@@ -19,7 +19,7 @@ def _masks(folder: Path, what: str) -> dict[str, Path]:
         raise FileNotFoundError(f"{folder}: {what} folder not found")
     found = {p.name[: -len(_SUFFIX)]: p for p in sorted(folder.glob(f"*{_SUFFIX}"))}
     if not found:
-        raise ValueError(f"{folder}: no <tile_id>{_SUFFIX} files in the {what} folder")
+        raise InputError(f"{folder}: no <tile_id>{_SUFFIX} files in the {what} folder")
     return found
 
 
@@ -59,5 +59,5 @@ def evaluate_masks(pred: str | os.PathLike[str], truth: str | os.PathLike[str]) 
             continue
         accumulator.update(p, t, tile_id=tile_id)
     if problems:
-        raise ValueError("cannot evaluate:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise InputError("cannot evaluate:\n" + "\n".join(f"  - {p}" for p in problems))
     return accumulator.summary()

@@ -7,15 +7,13 @@ that holds it out in the current ``folds.csv`` (so no pixel comes from a model t
 on it), and that all models were trained on the same folds file and the same channel stack.
 """
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from kelp.data.folds import FoldAssignment
 from kelp.errors import StaleInputError
-from kelp.layout import file_sha256
+from kelp.layout import RunLayout, file_sha256
 from kelp.maps import MapStore
 
 __all__ = ["BaseMaps", "open_base_maps", "train_command"]
@@ -37,6 +35,7 @@ class BaseMaps:
             fold ensembles against).
         stack_hash: the channel stack every model was trained on.
         fold_of: the fold that held each train tile out.
+        folds_sha256: the folds file every model's maps were made with.
     """
 
     names: tuple[str, ...]
@@ -44,6 +43,7 @@ class BaseMaps:
     keys: tuple[str, ...]
     stack_hash: str | None
     fold_of: dict[str, int]
+    folds_sha256: str
 
     def logits(self, tile_id: str) -> np.ndarray:
         """``(M, H, W) float32``: each model's logit, as stored."""
@@ -51,17 +51,13 @@ class BaseMaps:
 
 
 def open_base_maps(
-    run: str | os.PathLike[str],
-    assignment: FoldAssignment,
-    folds_path: str | os.PathLike[str],
-    models: tuple[str, ...] = (),
+    layout: RunLayout, assignment: FoldAssignment, models: tuple[str, ...] = ()
 ) -> BaseMaps:
     """Open and validate the out-of-fold maps under ``RUN/oof``.
 
     Args:
-        run: the run folder.
-        assignment: the current folds.
-        folds_path: the folds file (its hash must match the models').
+        layout: the run (its folds file's hash must match the models').
+        assignment: the current folds, as read from ``layout.folds``.
         models: model folder names to use; empty = every folder under ``RUN/oof``.
 
     Returns:
@@ -71,7 +67,7 @@ def open_base_maps(
         StaleInputError: no maps, a model or tile missing, or maps made with other folds or
             another channel stack; the message names the command to run.
     """
-    oof = Path(run) / "oof"
+    oof, folds_path = layout.oof_dir, layout.folds
     found = sorted(p.name for p in oof.iterdir() if p.is_dir()) if oof.is_dir() else []
     names = list(models) or found
     if not names:
@@ -130,4 +126,4 @@ def open_base_maps(
         )
     fold_of = dict(zip(assignment.tile_ids, assignment.folds.tolist(), strict=True))
     stack_hash = next(iter(stack_hashes.values()))
-    return BaseMaps(tuple(names), tuple(stores), tuple(keys), stack_hash, fold_of)
+    return BaseMaps(tuple(names), tuple(stores), tuple(keys), stack_hash, fold_of, sha)

@@ -14,14 +14,15 @@ features from :func:`meta_features` and ``y`` 0/1.
   bright pixel vs a bed) that neither base model used.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage, optimize
 from sklearn.linear_model import LogisticRegression
 
-from kelp.stacking.config import META_MODELS, MetaName
+from kelp.registry import Registry
+from kelp.stacking.config import MetaName
 
 __all__ = ["MetaModel", "create_meta", "feature_names", "meta_features"]
 
@@ -159,16 +160,17 @@ class LightGBMMeta(MetaModel):
         return {"params": self.params, "n_features": int(self.model_.n_features_in_)}
 
 
+# name -> factory(seed, lightgbm params); the names are those of MetaName (a test checks).
+_META: Registry[Callable[[int, dict[str, Any] | None], MetaModel]] = Registry("meta-model")
+_META.register("average", lambda seed, lightgbm: WeightedAverage())
+_META.register("logistic", lambda seed, lightgbm: Logistic(seed))
+_META.register("lightgbm", lambda seed, lightgbm: LightGBMMeta(lightgbm, seed))
+
+
 def create_meta(name: str, seed: int = 0, lightgbm: dict[str, Any] | None = None) -> MetaModel:
     """A meta-model by name.
 
     Raises:
-        ValueError: an unknown name; the message lists the valid ones.
+        ConfigError: an unknown name; the message suggests close ones and lists all.
     """
-    if name == "average":
-        return WeightedAverage()
-    if name == "logistic":
-        return Logistic(seed)
-    if name == "lightgbm":
-        return LightGBMMeta(lightgbm, seed)
-    raise ValueError(f"unknown meta-model {name!r}; choose one of {list(META_MODELS)}")
+    return _META.get(name)(seed, lightgbm)

@@ -14,11 +14,10 @@ written, another key starts over.
 """
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -29,18 +28,18 @@ from kelp.data.catalog import Problem, scan_catalog
 from kelp.data.io import pack_submission, write_mask
 from kelp.data.tile import Tile, load_tile
 from kelp.devices import Device
-from kelp.errors import DatasetError, StaleInputError, TileError
+from kelp.errors import DatasetError, InputError, StaleInputError, TileError
 from kelp.features.channels import land_mask
 from kelp.features.manifest import FeatureBuild, read_build
 from kelp.features.stack import build_channels
-from kelp.layout import file_sha256, short_hash
+from kelp.layout import RunLayout, file_sha256, short_hash
 from kelp.maps import store_manifest
+from kelp.stacking.config import PredictConfig
 from kelp.stacking.postprocess import Decision
 from kelp.stacking.stack import fused_probability, load_meta
 
 __all__ = ["BaseEnsemble", "predict"]
 
-OnError = Literal["fail", "skip"]
 _PARTIAL = ".partial.json"
 
 
@@ -48,7 +47,7 @@ class BaseEnsemble:
     """The base models the stacker was fit on, predicting one tile at a time.
 
     Each family is its fold ensemble (:func:`kelp.tabular.predict.fold_logits`,
-    :class:`kelp.cnn.predict.CnnEnsemble`): the code that wrote the out-of-fold maps, so a
+    :class:`kelp.cnn.ensemble.CnnEnsemble`): the code that wrote the out-of-fold maps, so a
     train tile through the fold model that held it out gives its out-of-fold map again.
     Before anything is loaded, the run is checked against what ``kelp stack`` recorded: the
     same folds file, the same feature build and, per base model, maps made under the same
@@ -77,7 +76,7 @@ class BaseEnsemble:
         from kelp.tabular.data import check_feature_names
         from kelp.tabular.predict import load_fold_models
 
-        build = _check_unchanged(run, stacking)
+        build = _check_unchanged(RunLayout.of(run), stacking)
         self.config = build.config
         self.band_order = build.band_order
         self.feature_names = list(build.feature_names)
@@ -93,7 +92,7 @@ class BaseEnsemble:
         self.cnn = None
         if "cnn" in self.names:
             from kelp.cnn.device import resolve_device
-            from kelp.cnn.predict import load_ensemble
+            from kelp.cnn.ensemble import load_ensemble
 
             self.cnn = load_ensemble(run, resolve_device(device), folds, tta)
             self.cnn_index = [self.feature_names.index(c) for c in self.cnn.channels]
@@ -127,18 +126,18 @@ class BaseEnsemble:
         return {"trees": {n: len(ms) for n, ms in self.trees.items()}, "cnn": cnn}
 
 
-def _check_unchanged(run: Path, stacking: dict[str, Any]) -> FeatureBuild:
+def _check_unchanged(layout: RunLayout, stacking: dict[str, Any]) -> FeatureBuild:
     """The run's feature build, after checking nothing the stacker used has changed since."""
     rerun = "rerun `kelp stack` (or `kelp run`, which redoes what is stale)"
     if "base_keys" not in stacking:
-        raise StaleInputError(f"{run / 'stacking'} was made by an older kelp: {rerun}")
-    folds = run / "folds.csv"
+        raise StaleInputError(f"{layout.stacking} was made by an older kelp: {rerun}")
+    folds = layout.folds
     if not folds.is_file() or file_sha256(folds) != stacking["folds_sha256"]:
         raise StaleInputError(
             f"{folds} changed after `kelp stack`: retrain the base models on it "
             "(`kelp train-trees`, `kelp train-cnn`), then `kelp stack`; `kelp run` does all"
         )
-    build = read_build(run / "features")
+    build = read_build(layout.features)
     if build.stack_hash != stacking["stack_hash"]:
         raise StaleInputError(
             f"the features in {build.root} changed after `kelp stack` (stack "
@@ -146,19 +145,21 @@ def _check_unchanged(run: Path, stacking: dict[str, Any]) -> FeatureBuild:
             f"{rerun}"
         )
     for name, key in stacking["base_keys"].items():
-        current = store_manifest(run / "oof" / name)
+        current = store_manifest(layout.oof(name))
         if current is None or current.get("key") != key:
             raise StaleInputError(
                 f"the {name} model changed after `kelp stack` (its out-of-fold maps in "
-                f"{run / 'oof' / name} are not the ones the stacker was fit on): {rerun}"
+                f"{layout.oof(name)} are not the ones the stacker was fit on): {rerun}"
             )
     return build
 
 
-def _key(run: Path, stacking: dict[str, Any], decision: dict[str, Any], tta: bool | None) -> str:
+def _key(
+    layout: RunLayout, stacking: dict[str, Any], decision: dict[str, Any], tta: bool | None
+) -> str:
     """What the masks depend on: meta-model, stacker key, base-model keys, decision, TTA."""
     payload = [
-        file_sha256(run / "stacking" / "meta.joblib"),
+        file_sha256(layout.stacking / "meta.joblib"),
         stacking["key"],
         stacking["base_keys"],
         decision,
@@ -168,55 +169,50 @@ def _key(run: Path, stacking: dict[str, Any], decision: dict[str, Any], tta: boo
     return short_hash(payload)
 
 
-def predict(
-    data: str | os.PathLike[str],
-    run: str | os.PathLike[str],
-    out: str | os.PathLike[str] | None = None,
-    on_error: OnError = "fail",
-    tta: bool | None = None,
-    device: Device = "auto",
-) -> dict[str, Any]:
+def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
     """Write a mask per test tile (tiles without a kelp mask) and ``submission.tar``.
 
     Args:
-        data: a dataset folder (Kelp Wanted layout or a plain folder of tiles).
-        run: the run folder with ``stacking/`` and the base models.
-        out: where the masks go; ``RUN/predictions`` by default.
-        on_error: ``fail`` stops at a bad tile (masks written so far stay); ``skip`` leaves
-            it out, lists it in the manifest and still packs the others.
-        tta: CNN test-time augmentation; ``None`` = as for its out-of-fold logits.
-        device: where the CNN runs.
+        config: which tiles, where the masks go, TTA, device, what to do with a bad tile.
+        layout: the run with ``stacking/`` and the base models; its dataset's test tiles are
+            predicted unless ``config.data`` names another folder.
 
     Returns:
-        The manifest written to ``OUT/manifest.json``.
+        The manifest written to ``OUT/manifest.json``; ``{"skipped": reason}`` when the
+        stage is disabled, or when the run's own dataset has no test tiles.
 
     Raises:
         FileNotFoundError: no stacking or base model (says which command to run).
         DatasetError: an unreadable dataset or tile with ``on_error="fail"``.
-        ValueError: no test tile in ``data``.
+        InputError: no test tile in ``config.data``.
     """
     started = time.perf_counter()
-    if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
-    run = Path(run)
+    data = config.data if config.data is not None else layout.data
+    if not config.enabled:
+        say("predict: disabled ([predict] enabled = false); skipped")
+        return {"skipped": "disabled"}
+    catalog, problems = scan_catalog(data)
+    if not catalog.test:
+        if config.data is None:
+            say(f"predict: no test tiles in {data}; skipped")
+            return {"skipped": "no test tiles"}
+        raise InputError(f"{data}: no test tiles (tiles without a kelp mask) to predict")
+    if problems and config.on_error == "fail":
+        raise DatasetError(problems)
+    run = layout.root
     meta, record, decision_record = load_meta(run)
-    stacking = json.loads((run / "stacking" / "manifest.json").read_text())
+    stacking = json.loads((layout.stacking / "manifest.json").read_text())
     decision = Decision(
         threshold=decision_record["threshold"],
         land_mask=decision_record["land_mask"],
         min_area=decision_record["min_area"],
         morphology=decision_record["morphology"],
     )
-    catalog, problems = scan_catalog(data)
-    if problems and on_error == "fail":
-        raise DatasetError(problems)
     skipped = [{"tile_id": p.tile_id, "path": str(p.path), "reason": p.message} for p in problems]
     records = catalog.test
-    if not records:
-        raise ValueError(f"no test tiles (tiles without a kelp mask) in {data}")
-    ensemble = BaseEnsemble(run, stacking, tta, device)
-    out_dir = Path(out) if out is not None else run / "predictions"
-    key = _key(run, stacking, decision_record, tta)
+    ensemble = BaseEnsemble(run, stacking, config.tta, config.device)
+    out_dir = config.out if config.out is not None else layout.predictions
+    key = _key(layout, stacking, decision_record, config.tta)
     _open(out_dir, key)
     written = []
     for rec in track(records, f"predicting {len(records)} tiles"):
@@ -227,7 +223,7 @@ def predict(
         try:
             tile = load_tile(rec, ensemble.band_order)
         except TileError as error:
-            if on_error == "fail":
+            if config.on_error == "fail":
                 raise DatasetError([Problem(error.path, error.problem, rec.tile_id)]) from None
             skipped.append(
                 {"tile_id": rec.tile_id, "path": str(error.path), "reason": error.problem}
@@ -243,7 +239,7 @@ def predict(
         "stage": "predict",
         "key": key,
         "kelp_version": __version__,
-        "data": str(Path(data).resolve()),
+        "data": str(data.resolve()),
         "n_tiles": len(written),
         "skipped": skipped,
         "models": list(record["models"]),

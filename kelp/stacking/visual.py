@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from kelp._files import atomic_path
-from kelp.data.bands import MISSING
+from kelp.bands import MISSING
 from kelp.data.tile import Tile
 from kelp.metrics import Counts
 

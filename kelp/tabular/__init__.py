@@ -2,9 +2,11 @@
 
 Typical use::
 
+    from kelp.layout import RunLayout
     from kelp.tabular import TabularConfig, train_trees, predict_tiles
 
-    manifest = train_trees("data/synth", "runs/demo", TabularConfig(models=("lightgbm",)))
+    layout = RunLayout.of("runs/demo", "data/synth")
+    manifest = train_trees(TabularConfig(models=("lightgbm",)), layout)
     for tile_id, prob in predict_tiles(catalog.test, "runs/demo", "lightgbm"):
         ...
 
@@ -16,7 +18,6 @@ from kelp.tabular.config import MODEL_NAMES, ModelName, TabularConfig
 from kelp.tabular.data import FeatureTable, check_feature_names, load_table
 from kelp.tabular.predict import load_fold_models, predict_tiles
 from kelp.tabular.registry import create_model, load_model, parse_models
-from kelp.tabular.runs import RunPaths
 from kelp.tabular.train import train_trees
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "FeatureTable",
     "FoldPlan",
     "ModelName",
-    "RunPaths",
     "TabularConfig",
     "check_feature_names",
     "create_model",

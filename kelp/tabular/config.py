@@ -14,19 +14,24 @@ The training procedure lives here; each library's own hyperparameters have defau
 its model class (``kelp.tabular.models``) and are overridden key by key from ``params``.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from kelp.config import Frozen
 from kelp.devices import Device
+from kelp.registry import one_of
+from kelp.tabular.registry import MODELS
 
 __all__ = ["MODEL_NAMES", "ModelName", "TabularConfig"]
 
-ModelName = Literal["lightgbm", "xgboost", "catboost", "random_forest"]
-MODEL_NAMES: tuple[ModelName, ...] = ("lightgbm", "xgboost", "catboost", "random_forest")
+#: A registered tree model's name; a config naming another gets the "unknown model" message.
+ModelName = Annotated[str, one_of("model", MODELS)]
+#: Every tree model, in the default training order (from :data:`kelp.tabular.registry.MODELS`).
+MODEL_NAMES: tuple[ModelName, ...] = MODELS.names()
 
 
-class TabularConfig(BaseModel):
+class TabularConfig(Frozen):
     """How the per-pixel tree models are trained.
 
     Attributes:
@@ -57,8 +62,6 @@ class TabularConfig(BaseModel):
         params: per-model parameter overrides passed to the library as given, e.g.
             ``{"lightgbm": {"num_leaves": 127}}``.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: tuple[ModelName, ...] = MODEL_NAMES
     device: Device = "auto"

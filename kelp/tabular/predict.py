@@ -19,6 +19,7 @@ from kelp.errors import StaleInputError
 from kelp.features.config import FeatureConfig
 from kelp.features.manifest import read_build
 from kelp.features.stack import build_channels, channel_names
+from kelp.layout import RunLayout
 from kelp.maps import MapStore, logit, sigmoid, store_manifest
 from kelp.tabular.data import check_feature_names
 from kelp.tabular.models.base import MODEL_JSON, TreeModel
@@ -65,7 +66,7 @@ def feature_config_of(model: TreeModel) -> FeatureConfig:
     """
     stored = model.inputs.get("feature_config")
     if stored is None:
-        raise ValueError(
+        raise StaleInputError(
             f"this {model.name} model records no feature config: train it with "
             "`kelp train-trees` to predict whole tiles"
         )
@@ -98,7 +99,7 @@ def fold_logits(
 
 def fold_dirs(run: str | os.PathLike[str], model: str) -> dict[int, Path]:
     """``{k: RUN/tabular/<model>/fold=<k>}`` of every fold folder holding a saved model."""
-    root = Path(run) / "tabular" / model
+    root = RunLayout.of(run).tabular / model
     return {
         int(p.parent.name.removeprefix("fold=")): p.parent
         for p in root.glob(f"fold=*/{MODEL_JSON}")
@@ -129,10 +130,11 @@ def load_fold_models(
         StaleInputError: fold models from different training settings, or a fold that does
             not belong to the maps' split; says to rerun ``kelp train-trees``.
     """
-    root = Path(run) / "tabular" / model
+    layout = RunLayout.of(run)
+    root = layout.tabular / model
     rerun = f"rerun `kelp train-trees --models {model}`"
     found = fold_dirs(run, model)
-    oof = store_manifest(Path(run) / "oof" / model)
+    oof = store_manifest(layout.oof(model))
     if oof is not None and "k" in oof:
         leftover = sorted(f for f in found if f >= oof["k"])
         if leftover:
@@ -199,7 +201,7 @@ def predict_tiles(
     first = next(iter(models.values()))
     config = feature_config_of(first)
     if band_order is None:
-        band_order = read_build(Path(run) / "features").band_order
+        band_order = read_build(RunLayout.of(run).features).band_order
     done: list[str] = []
     for record in records:
         tile = load_tile(record, band_order)

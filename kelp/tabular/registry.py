@@ -1,36 +1,57 @@
-"""Tree models by name: one factory, helpful misses, lazy imports of the heavy libraries."""
+"""Tree models by name: one registry, helpful misses, lazy imports of the heavy libraries.
+
+:data:`MODELS` is the one list of model names (:data:`kelp.tabular.config.MODEL_NAMES` and
+the config's ``ModelName`` check come from it). Importing this module imports no model
+library: each entry names the module and class to import on first use, and the package to
+install when that fails.
+"""
 
 import importlib
 import os
-from typing import Any, cast
+from typing import Any, NamedTuple
 
-from kelp.errors import ConfigError
-from kelp.tabular.config import MODEL_NAMES, ModelName
+from kelp.errors import ConfigError, unknown_name
+from kelp.registry import Registry
 from kelp.tabular.models.base import TreeModel, read_model_info
 
 __all__ = [
+    "MODELS",
+    "LazyModel",
     "create_model",
     "load_model",
     "model_class",
     "parse_models",
 ]
 
-# name -> (module, class, pip package): modules import their library on first use only, so
-# `kelp --help` and configs stay fast and a missing library names its install line.
-_MODELS: dict[ModelName, tuple[str, str, str]] = {
-    "lightgbm": ("kelp.tabular.models.lightgbm_model", "LightGBMModel", "lightgbm"),
-    "xgboost": ("kelp.tabular.models.xgboost_model", "XGBoostModel", "xgboost"),
-    "catboost": ("kelp.tabular.models.catboost_model", "CatBoostModel", "catboost"),
-    "random_forest": ("kelp.tabular.models.forest_model", "RandomForestModel", "xgboost"),
-}
+
+class LazyModel(NamedTuple):
+    """Where a model class lives, imported on first use.
+
+    Attributes:
+        module: the module defining the class.
+        class_name: the class, a :class:`~kelp.tabular.models.base.TreeModel`.
+        package: the pip package the module needs.
+    """
+
+    module: str
+    class_name: str
+    package: str
 
 
-def _check_name(name: str) -> ModelName:
-    if name not in _MODELS:
-        raise ConfigError(
-            f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)} (or 'all')"
-        )
-    return cast(ModelName, name)
+#: Every tree model, in the default training order.
+MODELS: Registry[LazyModel] = Registry("model")
+MODELS.register(
+    "lightgbm", LazyModel("kelp.tabular.models.lightgbm_model", "LightGBMModel", "lightgbm")
+)
+MODELS.register(
+    "xgboost", LazyModel("kelp.tabular.models.xgboost_model", "XGBoostModel", "xgboost")
+)
+MODELS.register(
+    "catboost", LazyModel("kelp.tabular.models.catboost_model", "CatBoostModel", "catboost")
+)
+MODELS.register(
+    "random_forest", LazyModel("kelp.tabular.models.forest_model", "RandomForestModel", "xgboost")
+)
 
 
 def model_class(name: str) -> type[TreeModel]:
@@ -40,7 +61,7 @@ def model_class(name: str) -> type[TreeModel]:
         ConfigError: ``name`` is not a registered model.
         ImportError: its library is not installed (names the ``pip install`` line).
     """
-    module_name, class_name, package = _MODELS[_check_name(name)]
+    module_name, class_name, package = MODELS.get(name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -55,7 +76,8 @@ def create_model(name: str, params: dict[str, Any] | None = None, **options: Any
     """A new, unfitted model.
 
     Args:
-        name: one of ``lightgbm``, ``xgboost``, ``catboost``, ``random_forest``.
+        name: one of :data:`MODELS` (``lightgbm``, ``xgboost``, ``catboost``,
+            ``random_forest``).
         params: library parameter overrides.
         **options: ``device``, ``n_jobs``, ``seed``, ``max_rounds``,
             ``early_stopping_rounds`` (see :class:`TreeModel`).
@@ -79,15 +101,18 @@ def load_model(folder: str | os.PathLike[str]) -> TreeModel:
     return model_class(read_model_info(folder)["model"]).load(folder)
 
 
-def parse_models(text: str) -> tuple[ModelName, ...]:
+def parse_models(text: str) -> tuple[str, ...]:
     """``"all"`` or comma-separated model names -> names in the order given.
 
     Raises:
         ConfigError: an unknown name (lists the valid ones).
     """
     if text.strip() == "all":
-        return MODEL_NAMES
+        return MODELS.names()
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise ConfigError(f"no model named; valid models: {', '.join(MODEL_NAMES)}")
-    return tuple(dict.fromkeys(_check_name(n) for n in names))
+        raise ConfigError(f"no model named; valid: {', '.join(MODELS)} (or 'all')")
+    for name in names:
+        if name not in MODELS:
+            raise unknown_name("model", name, MODELS, extra=" (or 'all')")
+    return tuple(dict.fromkeys(names))

@@ -8,9 +8,7 @@ so a map folder never mixes runs.
 """
 
 import json
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 from kelp import __version__
 from kelp.data.folds import FoldAssignment
 from kelp.devices import ResolvedDevice
-from kelp.layout import short_hash
+from kelp.layout import RunLayout, short_hash
 from kelp.maps import MapStore
 from kelp.tabular.config import ModelName, TabularConfig
 from kelp.tabular.registry import model_class
@@ -26,7 +24,6 @@ from kelp.thresholds import ThresholdCounts
 
 __all__ = [
     "METRICS_JSON",
-    "RunPaths",
     "fold_counts",
     "is_current",
     "model_key",
@@ -35,48 +32,6 @@ __all__ = [
 ]
 
 METRICS_JSON = "metrics.json"
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where ``train-trees`` reads and writes.
-
-    Attributes:
-        data: the dataset folder.
-        run: the run folder.
-        folds: the folds CSV (default ``RUN/folds.csv``).
-        features: the feature build (default ``RUN/features``).
-    """
-
-    data: Path
-    run: Path
-    folds: Path
-    features: Path
-
-    @classmethod
-    def of(
-        cls,
-        data: str | os.PathLike[str],
-        run: str | os.PathLike[str],
-        folds: str | os.PathLike[str] | None = None,
-        features: str | os.PathLike[str] | None = None,
-    ) -> "RunPaths":
-        """Paths with the run folder's defaults filled in."""
-        run = Path(run)
-        return cls(
-            Path(data),
-            run,
-            Path(folds) if folds is not None else run / "folds.csv",
-            Path(features) if features is not None else run / "features",
-        )
-
-    def model_dir(self, model: str, fold: int) -> Path:
-        """``RUN/tabular/<model>/fold=<k>``."""
-        return self.run / "tabular" / model / f"fold={fold}"
-
-    def oof(self, model: str) -> MapStore:
-        """The OOF map store ``RUN/oof/<model>``."""
-        return MapStore(self.run / "oof" / model)
 
 
 def model_key(
@@ -116,7 +71,7 @@ def read_metrics(folder: Path) -> dict[str, Any] | None:
 
 
 def is_current(
-    paths: RunPaths,
+    layout: RunLayout,
     name: ModelName,
     fold: int,
     key: str,
@@ -124,16 +79,16 @@ def is_current(
     predictable: set[str],
 ) -> bool:
     """Whether fold ``fold`` of ``name`` was trained with ``key`` and all its maps exist."""
-    metrics = read_metrics(paths.model_dir(name, fold))
+    metrics = read_metrics(layout.tree_fold(name, fold))
     if metrics is None or metrics["key"] != key:
         return False
-    store = paths.oof(name)
+    store = MapStore(layout.oof(name))
     held = [t for t in assignment.tiles_in(fold) if t in predictable]
     return all(store.has(t) for t in held)
 
 
 def write_oof_manifest(
-    paths: RunPaths,
+    layout: RunLayout,
     name: ModelName,
     key: str,
     assignment: FoldAssignment,
@@ -144,11 +99,11 @@ def write_oof_manifest(
     fold_of: dict[str, int] = {}
     current: list[int] = []
     for fold in range(assignment.k):
-        metrics = read_metrics(paths.model_dir(name, fold))
+        metrics = read_metrics(layout.tree_fold(name, fold))
         if metrics is not None and metrics["key"] == key:
             current.append(fold)
             fold_of.update(dict.fromkeys(metrics["held_out_predicted"], fold))
-    store = paths.oof(name)
+    store = MapStore(layout.oof(name))
     for tile_id in store.tile_ids():
         if tile_id not in fold_of:
             store.path(tile_id).unlink()  # from a stale run: never to be trusted
@@ -174,11 +129,11 @@ def write_oof_manifest(
     return manifest
 
 
-def fold_counts(paths: RunPaths, name: ModelName, key: str, k: int) -> dict[int, ThresholdCounts]:
+def fold_counts(layout: RunLayout, name: ModelName, key: str, k: int) -> dict[int, ThresholdCounts]:
     """The threshold counts of every current fold of model ``name``."""
     found = {}
     for fold in range(k):
-        metrics = read_metrics(paths.model_dir(name, fold))
+        metrics = read_metrics(layout.tree_fold(name, fold))
         if metrics is not None and metrics["key"] == key:
             found[fold] = ThresholdCounts.from_dict(metrics["threshold_counts"])
     return found

@@ -12,6 +12,7 @@ from kelp.cnn.config import CnnConfig
 from kelp.data.folds import make_folds, write_folds
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig
+from kelp.layout import RunLayout
 
 # One thread: the tensors here are tiny, and on a busy 2-core machine OpenMP threads that
 # spin-wait for each other made a training step 20x slower than single-threaded.
@@ -47,7 +48,7 @@ def run_dir(tiny_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, Pa
     data = tiny_dataset(n_areas=4, dates=2, n_test=1)
     run = tmp_path / "run"
     write_folds(make_folds(data, k=2, seed=0), run / "folds.csv")
-    build_features(data, run / "folds.csv", run / "features", FEATURES)
+    build_features(FEATURES, RunLayout.of(run, data))
     return data, run
 
 

@@ -37,7 +37,9 @@ def test_subset_values_equal_the_full_stack(run_dir: tuple[Path, Path], channels
 
 
 def test_unknown_channel_lists_valid_names() -> None:
-    with pytest.raises(ConfigError, match=r"\['NDVII'\] are not in .*valid channels: swir"):
+    with pytest.raises(
+        ConfigError, match=r"unknown channel 'NDVII'; did you mean 'NDVI'.* valid: swir"
+    ):
         check_channels(["nir", "NDVII"], channel_names(FEATURES))
     with pytest.raises(ConfigError, match="kelp build-features"):
         subset_config(FeatureConfig(indices=("NDVI",)), ["MNDWI"])

@@ -1,17 +1,13 @@
-"""The CLI functions, mounted on a local typer app as `kelp` will mount them."""
+"""The `train-cnn` and `predict-cnn` commands of the `kelp` CLI."""
 
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from kelp.cnn.commands import predict_cnn_command, train_cnn_command
+from kelp.cli import app
 from kelp.maps import MapStore
 
-app = typer.Typer()
-app.command("train-cnn")(train_cnn_command)
-app.command("predict-cnn")(predict_cnn_command)
 runner = CliRunner()
 
 CONFIG = """

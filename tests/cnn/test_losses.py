@@ -32,5 +32,5 @@ def test_dice_bce_penalises_false_alarms_on_empty_batches() -> None:
 
 
 def test_unknown_loss() -> None:
-    with pytest.raises(ValueError, match="unknown loss 'hinge'; choose one of dice_bce"):
+    with pytest.raises(ValueError, match="unknown loss 'hinge'; valid: dice_bce"):
         make_loss("hinge")  # type: ignore[arg-type]

@@ -40,8 +40,8 @@ def test_spec_json_roundtrip() -> None:
 @pytest.mark.parametrize(
     ("encoder", "match"),
     [
-        ("resnet35", r"Unknown encoder 'resnet35'. Did you mean .*resnet34.*Suggested: resnet18"),
-        ("tu-notamodel_xyz", r"Unknown timm encoder 'tu-notamodel_xyz'"),
+        ("resnet35", r"unknown encoder 'resnet35'; did you mean .*'resnet34'.*valid: resnet18"),
+        ("tu-notamodel_xyz", r"unknown encoder 'tu-notamodel_xyz'; valid: any timm model"),
     ],
 )
 def test_unknown_encoder_lists_valid_ones(encoder: str, match: str) -> None:

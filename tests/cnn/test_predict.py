@@ -11,6 +11,7 @@ from kelp.cnn.predict import predict_cnn
 from kelp.cnn.train import train_cnn
 from kelp.data import open_catalog
 from kelp.errors import StaleInputError
+from kelp.layout import RunLayout
 from kelp.maps import MapStore
 from tests.cnn.conftest import CHANNELS, TINY
 
@@ -21,7 +22,7 @@ FAST = TINY.model_copy(update={"epochs": 2, "lr": 0.05})
 @pytest.fixture
 def trained(run_dir: tuple[Path, Path]) -> tuple[Path, Path]:
     data, run = run_dir
-    train_cnn(data, run, FAST)
+    train_cnn(FAST, RunLayout.of(run, data))
     return data, run
 
 
@@ -61,7 +62,7 @@ def test_leftover_or_retrained_folds_are_refused(trained: tuple[Path, Path]) -> 
     shutil.copytree(run / "cnn" / "fold=1", run / "cnn" / "fold=2")  # from a k=3 split
     with pytest.raises(StaleInputError, match=r"fold\(s\) \[2\] are left over .*kelp train-cnn"):
         predict_cnn(data, run)
-    train_cnn(data, run, FAST)  # removes the leftover, trains nothing
+    train_cnn(FAST, RunLayout.of(run, data))  # removes the leftover, trains nothing
     assert not (run / "cnn" / "fold=2").exists()
     predict_cnn(data, run)
     config = run / "cnn" / "fold=0" / "best" / "config.json"

@@ -17,6 +17,7 @@ from kelp.cnn.train import train_cnn
 from kelp.data.io import read_mask, write_mask
 from kelp.errors import ConfigError, DeviceError, InputError, StaleInputError
 from kelp.features.build import build_features
+from kelp.layout import RunLayout
 from kelp.maps import MapStore
 from tests.cnn.conftest import CHANNELS, FEATURES, TINY
 
@@ -31,12 +32,12 @@ def _fold_of(run: Path) -> dict[str, int]:
 def test_oof_maps_cover_each_train_tile_once(run_dir: tuple[Path, Path]) -> None:
     data, run = run_dir
     fold_of = _fold_of(run)
-    first = train_cnn(data, run, FAST, folds=[0])
+    first = train_cnn(FAST, RunLayout.of(run, data), folds=[0])
     store = MapStore(run / "oof" / "cnn")
     assert store.tile_ids() == sorted(t for t, f in fold_of.items() if f == 0)
     assert first["oof"]["tiles"] == len(store.tile_ids())
 
-    manifest = train_cnn(data, run, FAST, folds=[1])
+    manifest = train_cnn(FAST, RunLayout.of(run, data), folds=[1])
     assert store.tile_ids() == sorted(fold_of)  # every train tile, test tiles never
     oof = store.manifest()
     assert oof["folds"] == fold_of  # each tile once, by the fold that held it out
@@ -71,16 +72,16 @@ def test_rerun_does_nothing_and_a_new_config_retrains(
     run_dir: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     data, run = run_dir
-    train_cnn(data, run, FAST)
+    train_cnn(FAST, RunLayout.of(run, data))
     oof = run / "oof" / "cnn"
     stamps = {p.name: p.stat().st_mtime_ns for p in oof.glob("*.npy")}
     capsys.readouterr()
-    train_cnn(data, run, FAST)
+    train_cnn(FAST, RunLayout.of(run, data))
     assert capsys.readouterr().err.count("already trained with this config") == 2
     assert {p.name: p.stat().st_mtime_ns for p in oof.glob("*.npy")} == stamps
 
     changed = FAST.model_copy(update={"lr": 0.02})
-    train_cnn(data, run, changed, folds=[0])
+    train_cnn(changed, RunLayout.of(run, data), folds=[0])
     err = capsys.readouterr().err
     assert "removing" in err and "another config" in err  # stale OOF maps are dropped
     assert MapStore(oof).manifest()["folds"] == {t: 0 for t, f in _fold_of(run).items() if f == 0}
@@ -92,7 +93,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
     data, run = run_dir
     other = run.parent / "other"
     shutil.copytree(run, other)
-    train_cnn(data, other, FAST, folds=[0])
+    train_cnn(FAST, RunLayout.of(other, data), folds=[0])
 
     calls = []
     real_plot = history.plot_curves
@@ -105,10 +106,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
 
     monkeypatch.setattr("kelp.cnn.train.plot_curves", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        train_cnn(data, run, FAST, folds=[0])
+        train_cnn(FAST, RunLayout.of(run, data), folds=[0])
     assert not (run / "cnn" / "fold=0" / "fold.json").exists()
     monkeypatch.setattr("kelp.cnn.train.plot_curves", real_plot)
-    train_cnn(data, run, FAST, folds=[0])
+    train_cnn(FAST, RunLayout.of(run, data), folds=[0])
     log = pl.read_csv(run / "cnn" / "fold=0" / "log.csv")
     assert log["epoch"].to_list() == [1, 2, 3]
     for name in ("best", "last"):
@@ -134,7 +135,7 @@ def test_best_epoch_is_chosen_on_inner_areas_never_on_the_held_out_fold(
         return real_validate(model, loader, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr("kelp.cnn.train.validate", spy)
-    manifest = train_cnn(data, run, FAST)
+    manifest = train_cnn(FAST, RunLayout.of(run, data))
     assert len(scored) == 2 * FAST.epochs  # one validation per epoch and fold
     for k in (0, 1):
         fold = manifest["folds"][str(k)]
@@ -165,7 +166,7 @@ def _empty_masks(data: Path, run: Path, tile_ids: list[str]) -> None:
     )
     metadata.write_csv(data / "metadata.csv")
     shutil.rmtree(run / "features")
-    build_features(data, run / "folds.csv", run / "features", FEATURES)
+    build_features(FEATURES, RunLayout.of(run, data))
 
 
 def test_one_kelp_area_in_the_training_folds_keeps_the_last_epoch(
@@ -175,7 +176,7 @@ def test_one_kelp_area_in_the_training_folds_keeps_the_last_epoch(
     folds = pl.read_csv(run / "folds.csv")
     area = folds.filter(pl.col("fold") == 1)["aoi_id"][0]  # one of fold 0's training areas
     _empty_masks(data, run, folds.filter(pl.col("aoi_id") == area)["tile_id"].to_list())
-    manifest = train_cnn(data, run, FAST, folds=[0])
+    manifest = train_cnn(FAST, RunLayout.of(run, data), folds=[0])
     assert "fold 0: early stopping off: only 1 of the 2 training area(s)" in capsys.readouterr().err
     fold = manifest["folds"]["0"]
     assert fold["selected_by"] == "last epoch"
@@ -189,7 +190,7 @@ def test_training_folds_without_kelp_are_refused(run_dir: tuple[Path, Path]) -> 
     folds = pl.read_csv(run / "folds.csv")
     _empty_masks(data, run, folds.filter(pl.col("fold") == 1)["tile_id"].to_list())
     with pytest.raises(InputError, match="fold 0: the 4 training tiles .* hold no kelp"):
-        train_cnn(data, run, FAST, folds=[0])
+        train_cnn(FAST, RunLayout.of(run, data), folds=[0])
     assert not (run / "oof" / "cnn").exists() or not list((run / "oof" / "cnn").glob("*.npy"))
 
 
@@ -199,10 +200,10 @@ def test_training_folds_without_kelp_are_refused(run_dir: tuple[Path, Path]) -> 
         ("no_features", FileNotFoundError, r"run `kelp build-features` first"),
         ("no_folds", ValueError, r"folds file not found; write one with `kelp data folds`"),
         ("other_folds", StaleInputError, r"another folds file.*rerun `kelp build-features"),
-        ("unknown_channel", ConfigError, r"\['NDVII'\] are not in .*valid channels"),
+        ("unknown_channel", ConfigError, r"unknown channel 'NDVII'; did you mean 'NDVI'"),
         ("bad_fold", ValueError, r"fold\(s\) \[5\] do not exist: .*folds 0..1"),
         ("imagenet", OSError, r"imagenet weights for encoder 'resnet18' are not in the"),
-        ("encoder", ValueError, r"Unknown encoder 'resnet19'"),
+        ("encoder", ValueError, r"unknown encoder 'resnet19'; did you mean 'resnet18'"),
         pytest.param(
             "cuda",
             DeviceError,
@@ -235,7 +236,7 @@ def test_bad_input(
     elif change == "cuda":
         config = FAST.model_copy(update={"device": "cuda"})
     with pytest.raises(error, match=match):
-        train_cnn(data, run, config, folds=folds)
+        train_cnn(config, RunLayout.of(run, data), folds=folds)
     assert not (run / "oof").exists()
     assert not (run / "cnn").exists()
 
@@ -245,8 +246,8 @@ def test_loader_workers_do_not_change_the_result(run_dir: tuple[Path, Path]) -> 
     data, run = run_dir
     other = run.parent / "other"
     shutil.copytree(run, other)
-    train_cnn(data, run, FAST, folds=[0])
-    train_cnn(data, other, FAST.model_copy(update={"num_workers": 2}), folds=[0])
+    train_cnn(FAST, RunLayout.of(run, data), folds=[0])
+    train_cnn(FAST.model_copy(update={"num_workers": 2}), RunLayout.of(other, data), folds=[0])
     a = pl.read_csv(run / "cnn" / "fold=0" / "log.csv").drop("seconds")
     b = pl.read_csv(other / "cnn" / "fold=0" / "log.csv").drop("seconds")
     assert a.equals(b)  # augmentation and order depend on (seed, epoch, tile) only

@@ -8,9 +8,10 @@ import torch
 
 from kelp.cnn.channels import ChannelSource
 from kelp.cnn.checkpoint import load_checkpoint
-from kelp.cnn.predict import Member, predict_tiles
+from kelp.cnn.ensemble import Member, predict_tiles
 from kelp.cnn.train import train_cnn
 from kelp.data import open_catalog
+from kelp.layout import RunLayout
 from kelp.maps import MapStore
 from tests.cnn.conftest import FEATURES, TINY
 
@@ -19,7 +20,7 @@ from tests.cnn.conftest import FEATURES, TINY
 def test_real_unet_all_folds(run_dir: tuple[Path, Path]) -> None:
     data, run = run_dir
     config = TINY.model_copy(update={"epochs": 2, "tta": True})
-    manifest = train_cnn(data, run, config)
+    manifest = train_cnn(config, RunLayout.of(run, data))
     assert set(manifest["folds"]) == {"0", "1"}
     assert 0 <= manifest["oof"]["metrics"]["dice"] <= 1
     store = MapStore(run / "oof" / "cnn")

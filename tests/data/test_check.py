@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from kelp.data.bands import MISSING
+from kelp.bands import MISSING
 from kelp.data.check import STAT_COLUMNS, check_dataset, tile_stats, write_stats
 from kelp.data.io import read_image, write_image, write_mask
 from kelp.data.tile import Tile, load_tile

@@ -6,7 +6,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from kelp.data.bands import BAND_NAMES, MISSING, check_band_order
+from kelp.bands import BAND_NAMES, MISSING, check_band_order
 from kelp.data.io import pack_submission, read_image, read_mask, write_image, write_mask
 from kelp.errors import TileError
 

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from kelp.data.bands import MISSING
+from kelp.bands import MISSING
 from kelp.data.io import read_image, read_mask
 from kelp.data.synth import SynthSummary, area_dem, stress_dems, synthesize
 

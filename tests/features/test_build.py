@@ -1,12 +1,14 @@
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from kelp.config import validate_config
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import make_folds, read_folds, write_folds
 from kelp.data.io import read_mask
@@ -17,6 +19,7 @@ from kelp.features.build import KEY_COLUMNS, build_features
 from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig
 from kelp.features.manifest import read_manifest
 from kelp.features.stack import build_channels
+from kelp.layout import RunLayout
 
 SMALL = FeatureConfig(
     indices=("NDVI", "NDWI"),
@@ -32,6 +35,29 @@ def dataset(tiny_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, Pa
     return root, folds
 
 
+def _build(
+    root: Path,
+    folds: Path,
+    out: Path,
+    config: FeatureConfig = SMALL,
+    *,
+    seed: int | None = None,
+    workers: int | None = None,
+    on_error: Literal["fail", "skip"] | None = None,
+) -> dict[str, Any]:
+    """`build_features` of dataset ``root`` with ``folds`` into ``out``; the keyword options
+    override ``config``'s sampling seed, workers and on_error."""
+    update: dict[str, Any] = {}
+    if seed is not None:
+        update["sampling"] = config.sampling.model_copy(update={"seed": seed})
+    if workers is not None:
+        update["workers"] = workers
+    if on_error is not None:
+        update["on_error"] = on_error
+    layout = RunLayout.of(out.parent, root, folds=folds, features=out)
+    return build_features(config.model_copy(update=update), layout)
+
+
 def _table(out: Path) -> pl.DataFrame:
     return pl.scan_parquet(out / "table" / "*.parquet").collect().sort("tile_id", "row", "col")
 
@@ -39,7 +65,7 @@ def _table(out: Path) -> pl.DataFrame:
 def test_table_reconciles_with_manifest(dataset: tuple[Path, Path], tmp_path: Path) -> None:
     root, folds = dataset
     out = tmp_path / "features"
-    manifest = build_features(root, folds, out, SMALL, seed=0)
+    manifest = _build(root, folds, out, seed=0)
     assert manifest == read_manifest(out)
     table = _table(out)
     assert table.columns[: len(KEY_COLUMNS)] == list(KEY_COLUMNS)
@@ -79,9 +105,9 @@ def test_table_reconciles_with_manifest(dataset: tuple[Path, Path], tmp_path: Pa
 
 def test_same_seed_same_rows_any_worker_count(dataset: tuple[Path, Path], tmp_path: Path) -> None:
     root, folds = dataset
-    build_features(root, folds, tmp_path / "a", SMALL, seed=1)
-    build_features(root, folds, tmp_path / "b", SMALL, seed=1, workers=2)
-    build_features(root, folds, tmp_path / "c", SMALL, seed=2)
+    _build(root, folds, tmp_path / "a", seed=1)
+    _build(root, folds, tmp_path / "b", seed=1, workers=2)
+    _build(root, folds, tmp_path / "c", seed=2)
     a, b, c = _table(tmp_path / "a"), _table(tmp_path / "b"), _table(tmp_path / "c")
     assert a.equals(b)
     assert not a.equals(c)
@@ -95,7 +121,7 @@ def test_killed_run_resumes_without_duplicates(
 ) -> None:
     root, folds = dataset
     full = tmp_path / "full"
-    build_features(root, folds, full, SMALL)
+    _build(root, folds, full)
     out = tmp_path / "resumed"
     real = build_module._process
     calls = {"n": 0}
@@ -108,12 +134,12 @@ def test_killed_run_resumes_without_duplicates(
 
     monkeypatch.setattr(build_module, "_process", dying)
     with pytest.raises(KeyboardInterrupt):
-        build_features(root, folds, out, SMALL)
+        _build(root, folds, out)
     assert len(list((out / "table").glob("*.parquet"))) == 3
     assert not (out / "manifest.json").exists()
     assert not list((out / "table").glob(".*"))  # no temporary file left behind
     monkeypatch.setattr(build_module, "_process", real)
-    manifest = build_features(root, folds, out, SMALL)
+    manifest = _build(root, folds, out)
     assert _table(out).equals(_table(full))
     assert manifest["tiles"] == read_manifest(full)["tiles"]
     assert manifest["normalisation"] == read_manifest(full)["normalisation"]
@@ -124,14 +150,14 @@ def test_rerun_skips_done_tiles_and_config_change_rebuilds(
 ) -> None:
     root, folds = dataset
     out = tmp_path / "f"
-    build_features(root, folds, out, SMALL)
+    _build(root, folds, out)
     calls = []
     real = build_module._process
     monkeypatch.setattr(build_module, "_process", lambda job: calls.append(job) or real(job))
-    build_features(root, folds, out, SMALL)
+    _build(root, folds, out)
     assert calls == []
     changed = SMALL.model_copy(update={"indices": ("NDVI",)})
-    manifest = build_features(root, folds, out, changed)
+    manifest = _build(root, folds, out, changed)
     assert len(calls) == 8
     assert "NDWI" not in _table(out).columns
     assert manifest["table_hash"] == changed.table_hash()
@@ -146,11 +172,11 @@ def test_corrupt_tile_fail_keeps_written_and_skip_lists_it(
     bad.write_bytes(b"corrupt")
     out = tmp_path / "f"
     with pytest.raises(InputError, match="A0200000_satellite.tif") as info:
-        build_features(root, folds, out, SMALL)
+        _build(root, folds, out)
     assert "already written are kept" in str(info.value)
     written = sorted(p.stem for p in (out / "table").glob("*.parquet"))
     assert written == ["A0000000", "A0000001", "A0100000", "A0100001"]  # tiles before it
-    manifest = build_features(root, folds, out, SMALL, on_error="skip")
+    manifest = _build(root, folds, out, on_error="skip")
     assert [s["tile_id"] for s in manifest["skipped"]] == ["A0200000"]
     assert "not a readable GeoTIFF" in manifest["skipped"][0]["reason"]
     assert manifest["n_tiles"] == 7
@@ -161,33 +187,34 @@ def test_catalogue_problem_fail_or_skip(dataset: tuple[Path, Path], tmp_path: Pa
     root, folds = dataset
     (root / "train_kelp" / "A0100001_kelp.tif").unlink()  # listed in metadata, now missing
     with pytest.raises(DatasetError, match="A0100001_kelp.tif"):
-        build_features(root, folds, tmp_path / "f", SMALL)
-    manifest = build_features(root, folds, tmp_path / "f", SMALL, on_error="skip")
+        _build(root, folds, tmp_path / "f")
+    manifest = _build(root, folds, tmp_path / "f", on_error="skip")
     assert "A0100001" in {s["tile_id"] for s in manifest["skipped"]}
     assert manifest["n_tiles"] == 7
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("values", "match"),
     [
-        ({"config": FeatureConfig(indices=("NDVX",))}, "NDVX"),
+        ({"indices": ("NDVX",)}, "NDVX"),
         ({"on_error": "ignore"}, "on_error"),
         ({"workers": 0}, "workers"),
-        ({"config": FeatureConfig(filters=FilterConfig(sigmas=(100.0,)))}, "larger than"),
+        ({"filters": {"sigmas": (100.0,)}}, "larger than"),
     ],
 )
 def test_bad_arguments(
-    dataset: tuple[Path, Path], tmp_path: Path, kwargs: dict[str, object], match: str
+    dataset: tuple[Path, Path], tmp_path: Path, values: dict[str, object], match: str
 ) -> None:
     root, folds = dataset
+    layout = RunLayout.of(tmp_path, root, folds=folds, features=tmp_path / "f")
     with pytest.raises(ValueError, match=match):
-        build_features(root, folds, tmp_path / "f", **kwargs)  # type: ignore[arg-type]
+        build_features(validate_config(FeatureConfig, values), layout)
 
 
 def test_dense_mode_keeps_every_pixel(dataset: tuple[Path, Path], tmp_path: Path) -> None:
     root, folds = dataset
     cfg = SMALL.model_copy(update={"sampling": SamplingConfig(dense=True)})
-    manifest = build_features(root, folds, tmp_path / "d", cfg)
+    manifest = _build(root, folds, tmp_path / "d", cfg)
     assert manifest["n_rows"] == 8 * 48 * 48
     assert set(_table(tmp_path / "d")["kind"]) == {"dense"}
     assert json.loads((tmp_path / "d" / "manifest.json").read_text())["config"]["sampling"]["dense"]
@@ -197,7 +224,7 @@ def test_normalisation_statistics_are_exact_per_fold_set(
     dataset: tuple[Path, Path], tmp_path: Path
 ) -> None:
     root, folds = dataset
-    manifest = build_features(root, folds, tmp_path / "f", SMALL)
+    manifest = _build(root, folds, tmp_path / "f")
     catalog = open_catalog(root)
     assignment = read_folds(folds, catalog)
     names = manifest["feature_names"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from kelp.data.bands import MISSING
+from kelp.bands import MISSING
 from kelp.data.tile import Tile
 from kelp.features.channels import (
     clear_water,

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from affine import Affine
 
+from kelp.bands import MISSING
 from kelp.config import validate_config
-from kelp.data.bands import MISSING
 from kelp.data.tile import Tile
 from kelp.errors import ConfigError
 from kelp.features.config import FeatureConfig, FilterConfig

@@ -12,8 +12,10 @@ from kelp.data.folds import read_folds
 from kelp.data.io import read_image, read_mask, write_image
 from kelp.data.tile import load_tile
 from kelp.errors import StaleInputError
+from kelp.layout import RunLayout
 from kelp.pipeline.config import load_run_config
 from kelp.pipeline.run import run_pipeline
+from kelp.stacking.config import PredictConfig
 from kelp.stacking.inputs import open_base_maps
 from kelp.stacking.predict import BaseEnsemble, predict
 from tests.pipeline.conftest import write_config
@@ -36,7 +38,7 @@ def test_predict_inputs_of_a_train_tile_equal_its_oof_maps(tiny_run: TinyRun) ->
     run = _run(tiny_run)
     data = run / "data"
     folds = read_folds(run / "folds.csv", open_catalog(data))
-    oof = open_base_maps(run, folds, run / "folds.csv")
+    oof = open_base_maps(RunLayout.of(run), folds)
     records = {r.tile_id: r for r in open_catalog(data).train}
     for k in range(folds.k):
         # only the fold model that held these tiles out: the path `kelp predict` takes
@@ -87,7 +89,7 @@ def test_predict_refuses_a_run_changed_after_stack(
         shutil.copytree(run / "cnn" / "fold=0", run / "cnn" / "fold=3")
     before = sorted(p.name for p in (run / "predictions").iterdir())
     with pytest.raises(StaleInputError, match=match):
-        predict(data, run)
+        predict(PredictConfig(data=data), RunLayout.of(run))
     assert sorted(p.name for p in (run / "predictions").iterdir()) == before  # nothing lost
 
 

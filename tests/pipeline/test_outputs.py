@@ -3,8 +3,10 @@
 import base64
 import json
 import shutil
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,11 +14,13 @@ from typer.testing import CliRunner
 
 from kelp.cli import app
 from kelp.data.io import read_mask, write_image
-from kelp.errors import DatasetError
+from kelp.errors import DatasetError, InputError
+from kelp.layout import RunLayout
 from kelp.pipeline.config import load_run_config
 from kelp.pipeline.report import write_report
 from kelp.pipeline.runs import compare_runs, list_runs
 from kelp.pipeline.tracking import log_to_mlflow
+from kelp.stacking.config import PredictConfig
 from kelp.stacking.predict import predict
 from tests.conftest import make_dem, make_image
 
@@ -27,6 +31,11 @@ runner = CliRunner()
 
 def _run(tiny_run: TinyRun) -> Path:
     return Path(str(tiny_run[1]["run_dir"]))
+
+
+def _predict(data: Path, run: Path, out: Path, **options: Any) -> dict[str, Any]:
+    """`kelp predict` of the tiles in ``data`` with the models of ``run``, masks to ``out``."""
+    return predict(PredictConfig(data=data, out=out, **options), RunLayout.of(run))
 
 
 def _test_folder(run: Path, tmp_path: Path) -> Path:
@@ -42,12 +51,12 @@ def _test_folder(run: Path, tmp_path: Path) -> Path:
 def test_predict_any_tiles_any_size(tiny_run: TinyRun, tmp_path: Path) -> None:
     run = _run(tiny_run)
     folder = _test_folder(run, tmp_path)
-    manifest = predict(folder, run, tmp_path / "out")
+    manifest = _predict(folder, run, tmp_path / "out")
     assert manifest["n_tiles"] == 3
     big = read_mask(tmp_path / "out" / "BIG00001_kelp.tif")
     assert big.shape == (80, 72)  # a tile of another size gets a mask of its own size
     before = (tmp_path / "out" / "BIG00001_kelp.tif").stat().st_mtime_ns
-    predict(folder, run, tmp_path / "out")  # resumes: nothing to redo
+    _predict(folder, run, tmp_path / "out")  # resumes: nothing to redo
     assert (tmp_path / "out" / "BIG00001_kelp.tif").stat().st_mtime_ns == before
 
 
@@ -56,17 +65,29 @@ def test_predict_corrupt_tile(tiny_run: TinyRun, tmp_path: Path) -> None:
     folder = _test_folder(run, tmp_path)
     (folder / "BAD00001_satellite.tif").write_bytes(b"not a tiff")
     with pytest.raises(DatasetError, match="BAD00001_satellite.tif"):
-        predict(folder, run, tmp_path / "out")
+        _predict(folder, run, tmp_path / "out")
     written = sorted(p.name for p in (tmp_path / "out").glob("*_kelp.tif"))
     assert "BIG00001_kelp.tif" not in written  # sorted after BAD: never reached
-    manifest = predict(folder, run, tmp_path / "out", on_error="skip")
+    manifest = _predict(folder, run, tmp_path / "out", on_error="skip")
     assert [s["tile_id"] for s in manifest["skipped"]] == ["BAD00001"]
     assert manifest["n_tiles"] == 3
 
 
 def test_predict_without_stacking(tiny_run: TinyRun, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="run `kelp stack` first"):
-        predict(_run(tiny_run) / "data", tmp_path, tmp_path / "out")
+        _predict(_run(tiny_run) / "data", tmp_path, tmp_path / "out")
+
+
+def test_predict_without_test_tiles(
+    tiny_run: TinyRun, tiny_dataset: Callable[..., Path], tmp_path: Path
+) -> None:
+    train_only = tiny_dataset(n_areas=1, dates=1, n_test=0)
+    with pytest.raises(InputError, match="no test tiles"):  # a folder given to predict
+        _predict(train_only, _run(tiny_run), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # the run's own dataset without test tiles: nothing to do, not an error
+    skipped = predict(PredictConfig(), RunLayout.of(tmp_path / "run", train_only))
+    assert skipped == {"skipped": "no test tiles"}
 
 
 class _Collect(HTMLParser):

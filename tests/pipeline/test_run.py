@@ -1,18 +1,32 @@
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from kelp.data.io import read_mask
-from kelp.errors import ConfigError
+from kelp.errors import ConfigError, InputError
+from kelp.layout import RunLayout
 from kelp.pipeline import run as run_module
-from kelp.pipeline.config import STAGES, load_run_config
+from kelp.pipeline.config import STAGES, RunConfig, load_run_config
 from kelp.pipeline.run import dataset_hash, run_pipeline, select_stages
 from tests.pipeline.conftest import write_config
 
 pytestmark = pytest.mark.slow
+Runner = Callable[[RunConfig, RunLayout, bool], dict[str, Any]]
+
+
+def _recorder(calls: list[str], stage: str) -> Runner:
+    """A stand-in for a stage's runner: notes the stage in ``calls``, returns no manifest."""
+
+    def run(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
+        calls.append(stage)
+        return {}
+
+    return run
 
 
 def test_tiny_run_writes_every_artifact(tiny_run: tuple[Path, dict[str, object]]) -> None:
@@ -60,9 +74,9 @@ def test_second_run_does_nothing(
     tiny_run: tuple[Path, dict[str, object]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_path, record = tiny_run
-    called = []
+    called: list[str] = []
     for stage in STAGES:
-        monkeypatch.setitem(run_module._RUNNERS, stage, lambda ctx, s=stage: called.append(s))
+        monkeypatch.setitem(run_module._RUNNERS, stage, _recorder(called, stage))
     again = run_pipeline(load_run_config(config_path), config_path.read_text())
     assert called == []
     assert again["stages"] == record["stages"]
@@ -74,7 +88,7 @@ def test_a_config_change_reruns_that_stage_and_those_after_it(
     config_path, _ = tiny_run
     called: list[str] = []
     for stage in STAGES:
-        monkeypatch.setitem(run_module._RUNNERS, stage, lambda ctx, s=stage: called.append(s) or {})
+        monkeypatch.setitem(run_module._RUNNERS, stage, _recorder(called, stage))
     changed = load_run_config(config_path)
     stacking = changed.stacking.model_copy(update={"seed": 1})
     run_pipeline(changed.model_copy(update={"stacking": stacking}))
@@ -90,14 +104,11 @@ def test_failure_and_interrupt_are_recorded_and_resumed(
     config = load_run_config(write_config(tmp_path, tmp_path / "runs"))
     done: list[str] = []
 
-    def ok(stage: str):  # type: ignore[no-untyped-def]
-        return lambda ctx: done.append(stage) or {}
-
-    def boom(ctx):  # type: ignore[no-untyped-def]
+    def boom(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
         raise ValueError("the trees fell over")
 
     for stage in STAGES:
-        monkeypatch.setitem(run_module._RUNNERS, stage, ok(stage))
+        monkeypatch.setitem(run_module._RUNNERS, stage, _recorder(done, stage))
     monkeypatch.setitem(run_module._RUNNERS, "trees", boom)
     with pytest.raises(ValueError, match="fell over"):
         run_pipeline(config)
@@ -106,7 +117,7 @@ def test_failure_and_interrupt_are_recorded_and_resumed(
     assert record["stages"]["trees"]["status"] == "failed"
     assert "fell over" in record["stages"]["trees"]["error"]
 
-    def interrupt(ctx):  # type: ignore[no-untyped-def]
+    def interrupt(config: RunConfig, layout: RunLayout, force: bool) -> dict[str, Any]:
         raise KeyboardInterrupt
 
     monkeypatch.setitem(run_module._RUNNERS, "trees", interrupt)
@@ -115,7 +126,7 @@ def test_failure_and_interrupt_are_recorded_and_resumed(
     record = json.loads((config.run_dir / "run.json").read_text())
     assert record["stages"]["trees"]["status"] == "interrupted"
 
-    monkeypatch.setitem(run_module._RUNNERS, "trees", ok("trees"))
+    monkeypatch.setitem(run_module._RUNNERS, "trees", _recorder(done, "trees"))
     done.clear()
     run_pipeline(config)
     assert done == ["trees", "cnn", "stack", "predict"]  # resumed at the failed stage
@@ -125,7 +136,7 @@ def test_only_from_and_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     config = load_run_config(write_config(tmp_path, tmp_path / "runs"))
     done: list[str] = []
     for stage in STAGES:
-        monkeypatch.setitem(run_module._RUNNERS, stage, lambda ctx, s=stage: done.append(s) or {})
+        monkeypatch.setitem(run_module._RUNNERS, stage, _recorder(done, stage))
     run_pipeline(config, only="folds")
     assert done == ["folds"]
     run_pipeline(config, start="stack")
@@ -155,6 +166,7 @@ def test_bad_stage_options(kwargs: dict[str, str], match: str) -> None:
         ("[predict]\non_error = 'ignore'\n", "predict.on_error"),
         ("colour = 'blue'\n", "unknown key 'colour'; valid keys: name, runs_dir"),
         ("[data.synth]\ntile = 3\n", "unknown key 'data.synth.tile'; valid keys: tiles, seed"),
+        ("workers = 2\n", r"top-level key 'workers' is now \[features\] workers"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path: Path, extra: str, match: str) -> None:
@@ -169,6 +181,6 @@ def test_config_errors_name_the_key(tmp_path: Path, extra: str, match: str) -> N
 def test_missing_dataset(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(f"name = 'x'\nruns_dir = '{tmp_path}'\n[data]\npath = '{tmp_path}/nowhere'\n")
-    with pytest.raises(FileNotFoundError, match="nowhere: dataset folder not found"):
+    with pytest.raises(InputError, match="nowhere: dataset folder not found"):
         run_pipeline(load_run_config(path))
     assert not (tmp_path / "x" / "run.json").exists()

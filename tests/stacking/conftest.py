@@ -14,6 +14,7 @@ from kelp.data.io import write_mask
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig, FilterConfig
 from kelp.features.manifest import read_build
+from kelp.layout import RunLayout
 from kelp.maps import MapStore
 
 TINY_FEATURES = FeatureConfig(indices=("NDVI",), filters=FilterConfig(channels=(), sigmas=()))
@@ -42,7 +43,7 @@ def oof_run(tiny_dataset: Callable[..., Path], tmp_path: Path) -> tuple[Path, Pa
     folds = make_folds(data, k=3, seed=0)
     write_folds(folds, run / "folds.csv")
     sha = hashlib.sha256((run / "folds.csv").read_bytes()).hexdigest()
-    build_features(data, run / "folds.csv", run / "features", TINY_FEATURES)
+    build_features(TINY_FEATURES, RunLayout.of(run, data))
     stack_hash = read_build(run / "features").stack_hash
     left = np.zeros((48, 48), bool)
     left[:, :24] = True

@@ -9,6 +9,7 @@ from kelp.data.folds import read_folds
 from kelp.data.tile import load_tile
 from kelp.errors import StaleInputError
 from kelp.features.channels import land_mask
+from kelp.layout import RunLayout, file_sha256
 from kelp.maps import MapStore
 from kelp.metrics import Counts
 from kelp.stacking import stack as stack_module
@@ -24,7 +25,7 @@ FAST = StackConfig(
 
 def test_stack_beats_its_best_input_and_writes_everything(oof_run: tuple[Path, Path]) -> None:
     data, run = oof_run
-    manifest = stack_module.stack(data, run, FAST)
+    manifest = stack_module.stack(FAST, RunLayout.of(run, data))
     comparison = manifest["comparison"]
     best_base = max(comparison[m]["dice_at_best"] for m in ("cnn", "xgboost"))
     for meta in ("logistic", "average", "lightgbm"):
@@ -55,7 +56,7 @@ def test_nested_figures_score_each_fold_with_a_choice_made_on_the_others(
 ) -> None:
     data, run = oof_run
     config = FAST.model_copy(update={"compare": ("logistic",)})
-    manifest = stack_module.stack(data, run, config)
+    manifest = stack_module.stack(config, RunLayout.of(run, data))
     folds = _folds(data, run)
     catalog = {r.tile_id: r for r in open_catalog(data).train}
     fused = MapStore(run / "stacking" / "oof")
@@ -100,7 +101,7 @@ def test_meta_outside_compare_is_cross_validated_too(oof_run: tuple[Path, Path])
     config = FAST.model_copy(update={"compare": ("average",)})
     config = StackConfig.model_validate({**config.model_dump(), "meta": "logistic"})
     assert config.compare == ("average", "logistic")
-    manifest = stack_module.stack(data, run, config)
+    manifest = stack_module.stack(config, RunLayout.of(run, data))
     assert {"stack-average", "stack-logistic"} <= set(manifest["comparison"])
     assert MapStore(run / "stacking" / "oof").manifest()["model"] == "stack-logistic"
 
@@ -110,7 +111,7 @@ def test_stale_fused_maps_are_cleared(oof_run: tuple[Path, Path]) -> None:
     stale = MapStore(run / "stacking" / "oof")
     stale.write("ZZ000000", np.zeros((4, 4)), "probability")
     stale.write_manifest({"kind": "probability", "model": "stack-lightgbm", "key": "old"})
-    stack_module.stack(data, run, FAST.model_copy(update={"compare": ("logistic",)}))
+    stack_module.stack(FAST.model_copy(update={"compare": ("logistic",)}), RunLayout.of(run, data))
     assert not stale.has("ZZ000000")
     assert stale.tile_ids() == sorted(_folds(data, run).tile_ids)
 
@@ -120,13 +121,13 @@ def test_rerun_is_a_no_op_and_force_redoes(
 ) -> None:
     data, run = oof_run
     cfg = FAST.model_copy(update={"compare": ("logistic",)})
-    first = stack_module.stack(data, run, cfg)
+    first = stack_module.stack(cfg, RunLayout.of(run, data))
     calls = []
     real = stack_module._fit
     monkeypatch.setattr(stack_module, "_fit", lambda *a: calls.append(a) or real(*a))
-    assert stack_module.stack(data, run, cfg) == first
+    assert stack_module.stack(cfg, RunLayout.of(run, data)) == first
     assert calls == []
-    stack_module.stack(data, run, cfg, force=True)
+    stack_module.stack(cfg, RunLayout.of(run, data), force=True)
     assert len(calls) == 3 + 1  # one per fold, then the final fit
 
 
@@ -142,7 +143,7 @@ def test_meta_model_of_fold_k_never_fits_fold_k(
         return real(name, rows, config)
 
     monkeypatch.setattr(stack_module, "_fit", spy)
-    stack_module.stack(data, run, FAST.model_copy(update={"compare": ("logistic",)}))
+    stack_module.stack(FAST.model_copy(update={"compare": ("logistic",)}), RunLayout.of(run, data))
     assert seen[:3] == [{1, 2}, {0, 2}, {0, 1}]  # fold k scored by a model fit without it
     assert seen[3] == {0, 1, 2}  # the final model uses every out-of-fold pixel
 
@@ -161,19 +162,20 @@ def _edit_manifest(store: Path, **changes: object) -> None:
 def test_base_maps_validation(oof_run: tuple[Path, Path], tmp_path: Path) -> None:
     data, run = oof_run
     folds = _folds(data, run)
-    base = open_base_maps(run, folds, run / "folds.csv")
+    base = open_base_maps(RunLayout.of(run), folds)
     assert base.names == ("cnn", "xgboost")
+    assert base.folds_sha256 == file_sha256(run / "folds.csv")
     assert base.logits(folds.tile_ids[0]).shape == (2, 48, 48)
 
     with pytest.raises(StaleInputError, match="run `kelp train-trees` and/or `kelp train-cnn`"):
-        open_base_maps(tmp_path, folds, run / "folds.csv")
+        open_base_maps(RunLayout.of(tmp_path, folds=run / "folds.csv"), folds)
     with pytest.raises(StaleInputError, match="lightgbm.*kelp train-trees --models lightgbm"):
-        open_base_maps(run, folds, run / "folds.csv", ("lightgbm",))
+        open_base_maps(RunLayout.of(run), folds, ("lightgbm",))
 
     store = run / "oof" / "xgboost"
     (store / f"{folds.tile_ids[3]}.npy").unlink()
     with pytest.raises(StaleInputError, match=r"1 train tile\(s\) have no out-of-fold map"):
-        open_base_maps(run, folds, run / "folds.csv")
+        open_base_maps(RunLayout.of(run), folds)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +192,7 @@ def test_base_models_from_other_folds_or_features(
     data, run = oof_run
     _edit_manifest(run / "oof" / "cnn", **change)
     with pytest.raises(StaleInputError, match=match):
-        open_base_maps(run, _folds(data, run), run / "folds.csv")
+        open_base_maps(RunLayout.of(run), _folds(data, run))
 
 
 def test_a_tile_predicted_by_a_model_that_trained_on_it(oof_run: tuple[Path, Path]) -> None:
@@ -201,7 +203,7 @@ def test_a_tile_predicted_by_a_model_that_trained_on_it(oof_run: tuple[Path, Pat
     manifest["folds"][tile] = (manifest["folds"][tile] + 1) % 3
     (run / "oof" / "cnn" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StaleInputError, match="predicted by another fold's model"):
-        open_base_maps(run, folds, run / "folds.csv")
+        open_base_maps(RunLayout.of(run), folds)
 
 
 def test_no_kelp_to_fit(oof_run: tuple[Path, Path]) -> None:
@@ -212,4 +214,4 @@ def test_no_kelp_to_fit(oof_run: tuple[Path, Path]) -> None:
         assert record.mask is not None
         write_mask(record.mask, np.zeros((48, 48), np.uint8))
     with pytest.raises(ValueError, match="no kelp pixel"):
-        stack_module.stack(data, run, FAST)
+        stack_module.stack(FAST, RunLayout.of(run, data))

@@ -15,6 +15,7 @@ from kelp.data.folds import FoldAssignment, make_folds, read_folds, write_folds
 from kelp.data.synth import synthesize
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig
+from kelp.layout import RunLayout
 from kelp.tabular.config import TabularConfig
 from kelp.tabular.train import train_trees
 
@@ -53,7 +54,7 @@ def prepare(root: Path, tiles: int = 30, seed: int = 3) -> tuple[Path, Path]:
     data, run = root / "data", root / "run"
     synthesize(data, tiles, seed=seed, size=64, test_fraction=0.1)
     write_folds(make_folds(data, k=3, seed=0), run / "folds.csv")
-    build_features(data, run / "folds.csv", run / "features", SMALL_FEATURES)
+    build_features(SMALL_FEATURES, RunLayout.of(run, data))
     return data, run
 
 
@@ -67,6 +68,6 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """Every model trained on every fold with :data:`FAST` (read-only for tests)."""
     data, run = prepare(tmp_path_factory.mktemp("trained"))
-    manifest = train_trees(data, run, FAST)
+    manifest = train_trees(FAST, RunLayout.of(run, data))
     catalog = open_catalog(data)
     return Run(data, run, catalog, read_folds(run / "folds.csv", catalog), manifest)

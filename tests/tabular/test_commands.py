@@ -1,18 +1,13 @@
-"""The `train-trees` command through a local typer app (registered in kelp.cli by the CLI)."""
+"""The `train-trees` command of the `kelp` CLI."""
 
 import re
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from kelp.tabular.commands import train_trees_command
+from kelp.cli import app
 from tests.tabular.conftest import Run
-
-app = typer.Typer()
-app.command("train-trees")(train_trees_command)
-app.command("noop")(lambda: None)  # a second command keeps `train-trees` a subcommand
 
 
 def _config(tmp_path: Path) -> Path:
@@ -44,7 +39,7 @@ def test_train_trees_command(trained: Run, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "match"),
     [
-        (["--models", "lightgbm,svm"], "unknown model 'svm'; valid models: lightgbm, xgboost"),
+        (["--models", "lightgbm,svm"], "unknown model 'svm'; valid: lightgbm, xgboost"),
         (["--folds", "0,7"], r"fold\(s\) \[7\] do not exist"),
     ],
 )

@@ -36,7 +36,7 @@ def test_toml_fills_the_config(tmp_path: Path) -> None:
     ("values", "match"),
     [
         ({"rounds": 3}, "unknown key 'rounds'; valid keys: models, device"),
-        ({"models": ["lgbm"]}, "models.0.*'lightgbm', 'xgboost', 'catboost' or 'random_forest'"),
+        ({"models": ["lgbm"]}, rf"models.0: unknown model 'lgbm'; did you mean .* valid: {VALID}"),
         ({"models": ["xgboost", "xgboost"]}, "listed twice"),
         ({"models": []}, "at least one model"),
         ({"device": "gpu"}, "device.*'auto', 'cpu' or 'cuda'"),
@@ -65,5 +65,5 @@ def test_parse_models() -> None:
     ],
 )
 def test_unknown_model_lists_the_valid_ones(call) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ConfigError, match=f"valid models: {VALID}"):
+    with pytest.raises(ConfigError, match=f"valid: {VALID}"):
         call()

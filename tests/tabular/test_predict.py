@@ -11,6 +11,7 @@ from kelp.data.tile import load_tile
 from kelp.errors import StaleInputError
 from kelp.features.build import build_features
 from kelp.features.stack import build_channels
+from kelp.layout import RunLayout
 from kelp.maps import MapStore, logit, sigmoid
 from kelp.tabular.data import check_feature_names, load_table
 from kelp.tabular.predict import (
@@ -80,11 +81,11 @@ def test_table_from_another_feature_config_is_refused(trained: Run, tmp_path: Pa
     assert table.features.shape[1] == model.n_features_in_
     assert table.features.flags.c_contiguous
     other = SMALL_FEATURES.model_copy(update={"indices": ("NDWI", "NDVI")})
-    build_features(trained.data, trained.run / "folds.csv", tmp_path / "f", other)
+    build_features(other, RunLayout.of(trained.run, trained.data, features=tmp_path / "f"))
     with pytest.raises(StaleInputError, match="same names in another order: 'NDWI'"):
         load_table(tmp_path / "f", expected=model.feature_names_in_)
     fewer = SMALL_FEATURES.model_copy(update={"indices": ("NDVI",)})
-    build_features(trained.data, trained.run / "folds.csv", tmp_path / "g", fewer)
+    build_features(fewer, RunLayout.of(trained.run, trained.data, features=tmp_path / "g"))
     with pytest.raises(StaleInputError, match=r"missing \['NDWI'\]"):
         load_table(tmp_path / "g", expected=model.feature_names_in_)
 

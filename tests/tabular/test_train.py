@@ -11,6 +11,7 @@ import pytest
 from kelp.data.folds import write_folds
 from kelp.data.tile import load_tile
 from kelp.errors import DeviceError, StaleInputError
+from kelp.layout import RunLayout
 from kelp.maps import MapStore, sigmoid
 from kelp.metrics import MetricAccumulator
 from kelp.tabular import devices
@@ -97,7 +98,7 @@ def test_report_matches_the_maps_on_disk(trained: Run, name: str) -> None:
 
 def test_rerun_with_the_same_inputs_does_nothing(trained: Run) -> None:
     before = {p: p.stat().st_mtime_ns for p in (trained.run / "oof").rglob("*.npy")}
-    manifest = train_trees(trained.data, trained.run, FAST)
+    manifest = train_trees(FAST, RunLayout.of(trained.run, trained.data))
     assert manifest["trained"] == {}
     assert manifest["report"] == trained.manifest["report"]
     after = {p: p.stat().st_mtime_ns for p in (trained.run / "oof").rglob("*.npy")}
@@ -112,7 +113,7 @@ def test_same_seed_same_maps_and_a_changed_config_replaces_stale_maps(
     shutil.copytree(trained.run / "features", run / "features")
     shutil.copy(trained.run / "folds.csv", run / "folds.csv")
     config = FAST.model_copy(update={"models": ("lightgbm", "catboost")})
-    train_trees(trained.data, run, config, folds=[1])
+    train_trees(config, RunLayout.of(run, trained.data), folds=[1])
     for name in config.models:
         ours, theirs = MapStore(run / "oof" / name), MapStore(trained.run / "oof" / name)
         held = sorted(trained.folds.tiles_in(1))
@@ -121,7 +122,7 @@ def test_same_seed_same_maps_and_a_changed_config_replaces_stale_maps(
         for tile_id in held:
             np.testing.assert_array_equal(ours.read(tile_id), theirs.read(tile_id))
     changed = config.model_copy(update={"seed": 1})
-    manifest = train_trees(trained.data, run, changed, folds=[0])
+    manifest = train_trees(changed, RunLayout.of(run, trained.data), folds=[0])
     assert manifest["trained"] == {"0": ["lightgbm", "catboost"]}
     # fold 1's maps came from the old seed: removed, not mixed with the new ones
     assert MapStore(run / "oof" / "lightgbm").tile_ids() == sorted(trained.folds.tiles_in(0))
@@ -170,7 +171,7 @@ def test_refusals(
 ) -> None:
     data, run = make(trained, tmp_path)
     with pytest.raises(error, match=match):
-        train_trees(data, run, FAST, **kwargs)  # type: ignore[arg-type]
+        train_trees(FAST, RunLayout.of(run, data), **kwargs)  # type: ignore[arg-type]
 
 
 def test_cuda_without_a_gpu_is_refused_before_training(
@@ -180,7 +181,10 @@ def test_cuda_without_a_gpu_is_refused_before_training(
     data, run = _no_features(trained, tmp_path)
     shutil.copytree(trained.run / "features", run / "features")
     with pytest.raises(DeviceError, match="xgboost cannot train on a GPU here: no NVIDIA GPU"):
-        train_trees(data, run, FAST.model_copy(update={"device": "cuda", "models": ("xgboost",)}))
+        train_trees(
+            FAST.model_copy(update={"device": "cuda", "models": ("xgboost",)}),
+            RunLayout.of(run, data),
+        )
     assert not (run / "tabular").exists()
 
 
@@ -191,7 +195,7 @@ def test_fold_folders_from_a_larger_k_are_removed(
     shutil.copytree(trained.run, run)
     leftover = run / "tabular" / "lightgbm" / f"fold={trained.folds.k}"
     shutil.copytree(run / "tabular" / "lightgbm" / "fold=0", leftover)
-    manifest = train_trees(trained.data, run, FAST)
+    manifest = train_trees(FAST, RunLayout.of(run, trained.data))
     assert manifest["trained"] == {}  # the current folds are up to date
     assert not leftover.exists()
     assert f"fold {trained.folds.k} does not exist in" in capsys.readouterr().err

@@ -19,7 +19,6 @@ import numpy as np
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp.devices import ResolvedDevice
-from kelp.tabular.config import ModelName
 
 __all__ = ["MODEL_JSON", "EvalSet", "TreeModel", "available_cores", "read_model_info"]
 
@@ -72,7 +71,7 @@ class TreeModel(abc.ABC):
         inputs: what the model was trained from (see :meth:`save`).
     """
 
-    name: ClassVar[ModelName]
+    name: ClassVar[str]
     library: ClassVar[str]
     file_name: ClassVar[str]
     defaults: ClassVar[Mapping[str, Any]]

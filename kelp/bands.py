@@ -3,6 +3,8 @@
 from collections.abc import Sequence
 from typing import Final, Literal
 
+from kelp.errors import ConfigError
+
 __all__ = ["BAND_NAMES", "DEFAULT_BAND_ORDER", "MISSING", "BandName", "check_band_order"]
 
 BandName = Literal["swir", "nir", "red", "green", "blue", "qa", "dem"]
@@ -42,7 +44,7 @@ def check_band_order(band_order: Sequence[str]) -> tuple[BandName, ...]:
             parts.append(f"missing {missing}")
         if repeated:
             parts.append(f"repeated {repeated}")
-        raise ValueError(
+        raise ConfigError(
             f"band order {list(band_order)} is invalid ({'; '.join(parts)}): give each of "
             f"{list(BAND_NAMES)} exactly once, in the order of the file's bands."
         )

@@ -12,8 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from kelp import __version__
-from kelp._cli import parse_folds
 from kelp.cli import app
+from kelp.cli.shared import parse_folds
 from kelp.data.io import write_mask
 
 runner = CliRunner()

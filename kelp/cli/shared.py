@@ -1,0 +1,128 @@
+"""What every `kelp` command shares: the app, its option types, one error handler.
+
+Library functions raise :class:`~kelp.errors.KelpError` (or ``OSError`` for a file that
+cannot be read, ``ImportError`` for a missing optional library) with a message that names
+the file or value and what to do; :func:`errors` prints it as one red line and exits with
+status 1. Anything else is a bug and keeps its traceback. Ctrl-C inside :func:`interrupt`
+says how to resume and exits with 130.
+"""
+
+import contextlib
+import enum
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, get_args
+
+import typer
+from pydantic import BaseModel
+
+from kelp._progress import console
+from kelp.bands import DEFAULT_BAND_ORDER
+from kelp.devices import Device
+from kelp.errors import KelpError
+
+__all__ = [
+    "BandOrderOption",
+    "DeviceChoice",
+    "OnErrorChoice",
+    "app",
+    "data_app",
+    "errors",
+    "interrupt",
+    "parse_folds",
+    "stage_config",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+app = typer.Typer(
+    name="kelp",
+    help="Segment kelp canopy in multispectral tiles: trees + U-Net, stacked.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Datasets: synthesise, check, split into folds, pack masks.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data", rich_help_panel="Data")
+
+#: ``auto | cpu | cuda``, from the one vocabulary in :mod:`kelp.devices`.
+DeviceChoice = enum.StrEnum("DeviceChoice", {d: d for d in get_args(Device)})  # type: ignore[misc]
+
+
+class OnErrorChoice(enum.StrEnum):
+    """What a stage does with a bad tile."""
+
+    fail = "fail"
+    skip = "skip"
+
+
+BandOrderOption = Annotated[
+    str, typer.Option("--band-order", help="The file's bands, first band first, comma-separated.")
+]
+DEFAULT_BAND_ORDER_TEXT = ",".join(DEFAULT_BAND_ORDER)
+
+
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """Print a user's error (a :class:`KelpError`, an unreadable file, a missing optional
+    library) as one red line and exit with status 1, no traceback."""
+    try:
+        yield
+    except (KelpError, OSError, ImportError) as error:
+        console.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@contextlib.contextmanager
+def interrupt() -> Iterator[None]:
+    """Ctrl-C: one line saying how to resume, exit status 130, no traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted:[/yellow] finished work is kept; run the same command again "
+            "to resume"
+        )
+        raise typer.Exit(130) from None
+
+
+def parse_folds(text: str) -> list[int] | None:
+    """``"all"`` -> ``None``; ``"0,2"`` -> ``[0, 2]``.
+
+    Raises:
+        typer.BadParameter: anything else (exit status 2 with the usage line).
+    """
+    if text.strip().lower() == "all":
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise typer.BadParameter(f"expected 'all' or fold numbers like 0,2; got {text!r}")
+    return [int(p) for p in parts]
+
+
+def stage_config(model: type[M], section: str, path: Path | None, **options: Any) -> M:
+    """A stage's config: table ``[section]`` of the TOML file ``path`` (defaults without
+    one), then the command line's options on top (``None`` = not given; a dict updates a
+    nested table, e.g. ``sampling={"seed": 1}``).
+
+    Raises:
+        ConfigError: a bad file, key or value (named).
+    """
+    from kelp.config import load_config, validate_config
+
+    config = load_config(path, model, section) if path is not None else model()
+    values = config.model_dump()
+    given = False
+    for key, value in options.items():
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if v is not None}
+            values[key] = {**values[key], **value}
+            given = given or bool(value)
+        elif value is not None:
+            values[key] = value
+            given = True
+    if not given:
+        return config
+    return validate_config(model, values, "command line")

@@ -1,0 +1,135 @@
+"""One fold of one tree model: fit on the fold's training rows, predict its held-out tiles.
+
+Fitting early-stops on an inner area-grouped part of the training tiles
+(:func:`kelp.data.split.plan_fold`) when the model supports it; the out-of-fold maps are
+predicted from each held-out tile's full channel stack, exactly as ``kelp predict`` does
+with a fold ensemble of one.
+"""
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kelp._progress import track
+from kelp.data.catalog import TileRecord
+from kelp.data.split import FoldPlan
+from kelp.data.tile import load_tile
+from kelp.devices import ResolvedDevice
+from kelp.errors import InputError
+from kelp.features.manifest import FeatureBuild
+from kelp.features.stack import build_channels
+from kelp.layout import RunLayout
+from kelp.maps import MapStore, sigmoid
+from kelp.tabular.config import ModelName, TabularConfig
+from kelp.tabular.data import FeatureTable, check_feature_names
+from kelp.tabular.models.base import TreeModel
+from kelp.tabular.predict import fold_logits, pixel_rows
+from kelp.tabular.registry import model_class
+from kelp.thresholds import ThresholdCounts
+
+__all__ = ["fit_model", "fold_summary", "predict_fold"]
+
+
+def fit_model(
+    name: ModelName,
+    device: ResolvedDevice,
+    plan: FoldPlan,
+    table: FeatureTable,
+    config: TabularConfig,
+) -> tuple[TreeModel, dict[str, Any]]:
+    """Fit model ``name`` on the fold's training rows; returns it and what ``metrics.json``
+    records of the fit."""
+    cls = model_class(name)
+    model = cls(
+        config.params.get(name),
+        device=device,
+        n_jobs=config.n_jobs,
+        seed=config.seed,
+        max_rounds=config.max_rounds,
+        early_stopping_rounds=config.early_stopping_rounds,
+    )
+    stopping = cls.uses_early_stopping and bool(plan.stop_tiles)
+    fit_tiles = plan.fit_tiles if stopping else plan.train_tiles
+    fit_rows = table.rows_of(fit_tiles)
+    weight = table.weight if config.sample_weight else None
+    eval_set = None
+    if stopping:
+        stop_rows = table.rows_of(plan.stop_tiles)
+        eval_set = (
+            table.features[stop_rows],
+            table.label[stop_rows],
+            None if weight is None else weight[stop_rows],
+        )
+    started = time.perf_counter()
+    model.fit(
+        table.features[fit_rows],
+        table.label[fit_rows],
+        None if weight is None else weight[fit_rows],
+        eval_set=eval_set,
+        feature_names=table.feature_names,
+    )
+    info = {
+        "fit_tiles": list(fit_tiles),
+        "stop_tiles": list(plan.stop_tiles) if stopping else [],
+        "stop_areas": list(plan.stop_areas) if stopping else [],
+        "early_stopping": (
+            "on" if stopping else plan.note or "off: this model does not early-stop"
+        ),
+        "fit_rows": int(fit_rows.sum()),
+        "fit_kelp_rows": int(table.label[fit_rows].sum()),
+        "stop_rows": 0 if eval_set is None else len(eval_set[1]),
+        "best_iteration": model.best_iteration_,
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "device": device,
+    }
+    return model, info
+
+
+def predict_fold(
+    fold: int,
+    models: Mapping[ModelName, TreeModel],
+    tiles: Sequence[str],
+    records: Mapping[str, TileRecord],
+    build: FeatureBuild,
+    layout: RunLayout,
+    config: TabularConfig,
+) -> tuple[dict[ModelName, ThresholdCounts], dict[ModelName, float], int]:
+    """Write each model's out-of-fold logit map of every held-out tile.
+
+    Returns:
+        Per model the threshold counts over those tiles and the seconds spent predicting,
+        and the number of pixels predicted (per model).
+    """
+    counts = {name: ThresholdCounts() for name in models}
+    seconds = dict.fromkeys(models, 0.0)
+    stores = {name: MapStore(layout.oof(name)) for name in models}
+    names = next(iter(models.values())).feature_names_in_
+    pixels = 0
+    for tile_id in track(tiles, f"fold {fold}: out-of-fold maps"):
+        tile = load_tile(records[tile_id], build.band_order)
+        if tile.mask is None:
+            raise InputError(f"train tile {tile_id} has no kelp mask")
+        stack, stack_names = build_channels(tile, build.config)
+        check_feature_names(names, stack_names, f"tile {tile_id}")
+        rows = pixel_rows(stack)
+        pixels += len(rows)
+        for name, model in models.items():
+            started = time.perf_counter()
+            # The fold ensemble of one: exactly what `kelp predict` computes per fold model.
+            z = fold_logits([model], rows, config.chunk_pixels).reshape(tile.shape)
+            seconds[name] += time.perf_counter() - started
+            stores[name].write(tile_id, z, "logit")
+            counts[name].update(sigmoid(z), tile.mask)
+    return counts, seconds, pixels
+
+
+def fold_summary(counts: ThresholdCounts) -> dict[str, Any]:
+    """The headline out-of-fold scores of one fold."""
+    at_half = counts.at(0.5)
+    threshold, best = counts.best()
+    return {
+        "dice_at_0.5": at_half.dice,
+        "best_threshold": threshold,
+        "dice_at_best": best.dice,
+        "n_tiles": counts.n_tiles,
+    }
