@@ -30,7 +30,7 @@ def check_band_order(band_order: Sequence[str]) -> tuple[BandName, ...]:
         The order as a tuple of lower-case band names.
 
     Raises:
-        ValueError: if a name is unknown, repeated or missing.
+        ConfigError: if a name is unknown, repeated or missing.
     """
     names = tuple(name.strip().lower() for name in band_order)
     unknown = sorted(set(names) - set(BAND_NAMES))

@@ -146,8 +146,8 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no checkpoint there (the message says which command writes one).
-        StaleInputError: the checkpoint's channel list differs from ``channels``.
-        ValueError: not a kelp CNN checkpoint.
+        StaleInputError: not a kelp CNN checkpoint, or the checkpoint's channel list
+            differs from ``channels``.
     """
     path = Path(path)
     config_path = path / CONFIG_FILE

@@ -93,8 +93,7 @@ class TileDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 draw.
 
         Raises:
-            ValueError: the tile has no mask.
-            InputError: a NaN/inf would reach the network.
+            InputError: the tile has no mask, or a NaN/inf would reach the network.
         """
         epoch, i = item if isinstance(item, tuple) else (None, item)
         record = self.records[i]

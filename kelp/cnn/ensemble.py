@@ -179,8 +179,8 @@ def load_ensemble(
         FileNotFoundError: no out-of-fold logits or a fold without checkpoint (says to run
             ``kelp train-cnn``).
         StaleInputError: a fold folder left over from another k, or a checkpoint trained
-            under another key than the out-of-fold logits (says to rerun ``kelp train-cnn``).
-        StaleInputError: checkpoints with other channels than requested or each other.
+            under another key than the out-of-fold logits (says to rerun ``kelp train-cnn``),
+            or checkpoints with other channels than requested or each other.
     """
     layout = RunLayout.of(run)
     oof = store_manifest(layout.oof("cnn"))

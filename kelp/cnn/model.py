@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kelp.cnn.config import Arch, CnnConfig
-from kelp.errors import WeightsUnavailableError, unknown_name
+from kelp.errors import ConfigError, WeightsUnavailableError, unknown_name
 
 __all__ = [
     "SUGGESTED_ENCODERS",
@@ -232,7 +232,7 @@ def _ensure_weights_available(encoder: str) -> None:
 
     where = _weights_location(encoder)
     if where is None:
-        raise ValueError(
+        raise ConfigError(
             f"encoder {encoder!r} has no imagenet weights; choose one of "
             f"{', '.join(SUGGESTED_ENCODERS)} or set encoder_weights = 'none'"
         )
@@ -253,7 +253,7 @@ def check_model(spec: ModelSpec) -> None:
         spec: the model to check.
 
     Raises:
-        ValueError: an unknown encoder, or one without imagenet weights.
+        ConfigError: an unknown encoder, or one without imagenet weights.
         WeightsUnavailableError: ``imagenet`` weights neither cached nor downloadable.
     """
     _check_encoder(spec.encoder)
@@ -271,8 +271,8 @@ def create_model(spec: ModelSpec) -> PaddedModel:
         A :class:`PaddedModel` around the smp network, in training mode on the CPU.
 
     Raises:
-        ValueError: an unknown encoder (the message lists close and suggested names) or one
-            without imagenet weights.
+        ConfigError: an unknown encoder (the message lists close and suggested names), or
+            one without imagenet weights.
         WeightsUnavailableError: ``imagenet`` weights neither cached nor downloadable; the
             message says how to proceed. Raised in seconds, never after a long hang.
     """

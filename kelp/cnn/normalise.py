@@ -135,8 +135,8 @@ class Normaliser:
             ``(C, H, W) float32``, every value finite.
 
         Raises:
-            ValueError: ``raw`` has the wrong number of channels.
-            InputError: a NaN/inf would reach the network.
+            InputError: ``raw`` has the wrong number of channels, or a NaN/inf would reach
+                the network.
         """
         if raw.ndim != 3 or raw.shape[0] != len(self.channels):
             raise InputError(

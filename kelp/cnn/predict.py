@@ -72,10 +72,10 @@ def predict_cnn(
     Raises:
         FileNotFoundError: no trained fold (says to run `kelp train-cnn`).
         StaleInputError: checkpoints with other channels than requested or than each
-            other.
-        StaleInputError: a leftover or retrained fold (see :func:`load_ensemble`).
+            other, or a leftover or retrained fold (see :func:`load_ensemble`).
         DeviceError: ``cuda`` without a GPU.
-        ValueError: no tiles to predict, a bad ``batch_size`` or ``tiles``.
+        InputError: no tiles to predict.
+        ConfigError: a bad ``batch_size`` or ``tiles``.
     """
     started = time.perf_counter()
     if batch_size < 1:

@@ -12,7 +12,7 @@ from which an interrupted fold resumes. ``fold.json`` lists the tiles fitted, va
 and held out.
 
 Folds without kelp. Training folds without kelp raise
-:class:`~kelp.data.split.InputError`. When no area split leaves kelp on both sides of
+:class:`~kelp.errors.InputError`. When no area split leaves kelp on both sides of
 the inner split (fewer than two kelp areas), the fold fits on every training tile and keeps
 its last epoch, with a warning: choosing on kelp-free tiles would pick "never kelp".
 
@@ -78,13 +78,12 @@ def train_cnn(
 
     Raises:
         FileNotFoundError: no feature manifest (run `kelp build-features`).
-        InputError: no or a bad folds file (run `kelp data folds`).
+        InputError: no or a bad folds file (run `kelp data folds`), or a fold whose
+            training tiles hold no kelp.
         StaleInputError: inputs that do not belong together.
-        ConfigError: a channel not in the feature stack.
+        ConfigError: a channel not in the feature stack, or an unknown fold.
         DeviceError: ``cuda`` without a GPU.
         WeightsUnavailableError: ``imagenet`` weights that cannot be had offline.
-        ValueError: an unknown fold.
-        InputError: a fold whose training tiles hold no kelp.
         TrainingDivergedError: the loss became NaN/inf (lower ``lr``).
     """
     started = time.perf_counter()

@@ -107,8 +107,8 @@ def make_folds(
         The assignment.
 
     Raises:
-        ValueError: k < 2, threshold outside (0, 1), unknown method, or fewer areas than
-            folds.
+        ConfigError: k < 2, threshold outside (0, 1), or unknown method.
+        InputError: fewer areas than folds.
         DatasetError: the dataset has problems (run ``kelp data check`` to list them).
     """
     if k < 2:

@@ -120,7 +120,7 @@ def group_embeddings(
         rows (no shape) are singletons.
 
     Raises:
-        ValueError: threshold outside (0, 1) or max_group_size < 1.
+        ConfigError: threshold outside (0, 1) or max_group_size < 1.
     """
     _check_arguments(threshold, max_group_size)
     x = np.asarray(embeddings, dtype=np.float64)
@@ -173,8 +173,9 @@ def group_areas(
         no shape (fewer than 20 land pixels) are singletons.
 
     Raises:
-        ValueError: threshold outside (0, 1), max_group_size < 1, unknown method, max_shift
-            outside (0, 0.5], or a DEM that is not 2-D or under 8 px a side.
+        ConfigError: threshold outside (0, 1), max_group_size < 1, unknown method, or
+            max_shift outside (0, 0.5].
+        ValueError: a DEM that is not 2-D or under 8 px a side.
     """
     _check_arguments(threshold, max_group_size)
     if method not in METHODS:

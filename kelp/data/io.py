@@ -179,7 +179,7 @@ def pack_submission(masks: Iterable[str | os.PathLike[str]], out: str | os.PathL
         The path of the tar.
 
     Raises:
-        ValueError: if there is no mask, a name does not end in ``_kelp.tif`` or repeats.
+        InputError: if there is no mask, a name does not end in ``_kelp.tif`` or repeats.
     """
     paths = sorted(Path(p) for p in masks)
     if not paths:

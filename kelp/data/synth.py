@@ -225,7 +225,7 @@ def synthesize(
         A :class:`SynthSummary` of the dataset.
 
     Raises:
-        ValueError: if ``n_tiles < 1``, ``seed < 0``, ``size < 32`` or ``test_fraction`` is
+        ConfigError: if ``n_tiles < 1``, ``seed < 0``, ``size < 32`` or ``test_fraction`` is
             outside ``[0, 1)``.
         FileExistsError: if ``out`` already holds a dataset.
     """

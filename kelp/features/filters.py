@@ -65,7 +65,7 @@ def filter_bank(x: np.ndarray, sigmas: Sequence[float], kinds: Sequence[FilterKi
         ``(len(sigmas) * len(kinds), H, W) float32`` in :func:`filter_names` order.
 
     Raises:
-        ValueError: a sigma larger than the tile.
+        ConfigError: a sigma larger than the tile.
     """
     side = min(x.shape)
     too_big = [s for s in sigmas if s > side]

@@ -497,8 +497,8 @@ def compute_index(name: str, bands: Mapping[str, npt.ArrayLike]) -> _F32:
         ``(H, W) float32``: NaN exactly where a band the index uses is NaN, finite elsewhere.
 
     Raises:
-        ValueError: an unknown index name, or a needed band that is missing, not floating
-            point, or of another shape.
+        ConfigError: an unknown index name.
+        ValueError: a needed band that is missing, not floating point, or of another shape.
     """
     return get_index(name).compute(bands)
 
@@ -514,8 +514,9 @@ def compute_indices(names: Sequence[str], bands: Mapping[str, npt.ArrayLike]) ->
         ``(len(names), H, W) float32``, index ``i`` in channel ``i``.
 
     Raises:
-        ValueError: an unknown index name, ``names`` given as a single string, or a needed
-            band that is missing, not floating point, or of another shape.
+        ConfigError: an unknown index name.
+        ValueError: ``names`` given as a single string, or a needed band that is missing,
+            not floating point, or of another shape.
     """
     if isinstance(names, str):
         raise ValueError(

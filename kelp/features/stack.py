@@ -38,7 +38,7 @@ def channel_names(config: FeatureConfig) -> list[str]:
     """Names of the channels :func:`build_channels` returns, in order.
 
     Raises:
-        ValueError: an unknown index name, a filter on a channel not in the stack, or a
+        ConfigError: an unknown index name, a filter on a channel not in the stack, or a
             name repeated.
     """
     base = _base_names(config)
@@ -66,7 +66,7 @@ def build_channels(tile: Tile, config: FeatureConfig) -> tuple[np.ndarray, list[
         ``(stack, names)``: ``(C, H, W) float32`` and the C channel names.
 
     Raises:
-        ValueError: a bad config (see :func:`channel_names`) or a filter scale larger than
+        ConfigError: a bad config (see :func:`channel_names`) or a filter scale larger than
             the tile.
     """
     names = channel_names(config)

@@ -48,7 +48,7 @@ def select_stages(only: Stage | None = None, start: Stage | None = None) -> list
     """The stages to consider: one (``only``), from one on (``start``), or all.
 
     Raises:
-        ValueError: an unknown stage, or both options.
+        ConfigError: an unknown stage, or both options.
     """
     for given in (only, start):
         if given is not None and given not in STAGES:

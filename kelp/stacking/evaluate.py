@@ -35,7 +35,7 @@ def evaluate_masks(pred: str | os.PathLike[str], truth: str | os.PathLike[str]) 
         mean per-tile Dice, counts, number of tiles.
 
     Raises:
-        ValueError: a true tile without prediction (or the reverse), a shape mismatch or a
+        InputError: a true tile without prediction (or the reverse), a shape mismatch or a
             bad mask; every such tile is listed.
     """
     pred_masks = _masks(Path(pred), "prediction")

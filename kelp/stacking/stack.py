@@ -61,7 +61,7 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
 
     Raises:
         StaleInputError: base-model maps missing or inconsistent (says which command to run).
-        ValueError: no kelp to fit on.
+        InputError: no kelp to fit on.
     """
     out = layout.stacking
     catalog = open_catalog(layout.data)

@@ -59,10 +59,9 @@ def feature_config_of(model: TreeModel) -> FeatureConfig:
     """The feature config a model was trained with, checked against its feature names.
 
     Raises:
-        ValueError: the model folder records no feature config (not made by
-            ``kelp train-trees``).
-        StaleInputError: the config no longer yields the model's channels or stack
-            hash (e.g. the channel code changed since training).
+        StaleInputError: the model folder records no feature config (not made by
+            ``kelp train-trees``), or the config no longer yields the model's channels or
+            stack hash (e.g. the channel code changed since training).
     """
     stored = model.inputs.get("feature_config")
     if stored is None:
@@ -126,9 +125,9 @@ def load_fold_models(
     Raises:
         FileNotFoundError: no trained fold (or a requested fold missing); says which command
             trains it.
-        StaleInputError: fold models disagree on their features.
-        StaleInputError: fold models from different training settings, or a fold that does
-            not belong to the maps' split; says to rerun ``kelp train-trees``.
+        StaleInputError: fold models that disagree on their features, or from different
+            training settings, or a fold that does not belong to the maps' split; says to
+            rerun ``kelp train-trees``.
     """
     layout = RunLayout.of(run)
     root = layout.tabular / model

@@ -72,7 +72,7 @@ def select_folds(folds: Sequence[int] | None, k: int, source: Path) -> list[int]
     """The folds to train, in order; ``None`` = all.
 
     Raises:
-        ValueError: a fold that does not exist in the folds file.
+        ConfigError: a fold that does not exist in the folds file.
     """
     if folds is None:
         return list(range(k))
@@ -116,11 +116,11 @@ def train_trees(
 
     Raises:
         FileNotFoundError: no feature build (says to run ``kelp build-features``).
-        InputError: a folds file that does not match the dataset.
-        StaleInputError: features built from another folds file or channel code.
-        StaleInputError: table columns that differ from the feature names.
-        ValueError: a fold that does not exist.
-        InputError: a fold whose training tiles hold no kelp.
+        InputError: a folds file that does not match the dataset, or a fold whose training
+            tiles hold no kelp.
+        StaleInputError: features built from another folds file or channel code, or table
+            columns that differ from the feature names.
+        ConfigError: a fold that does not exist.
         DeviceError: ``device="cuda"`` where a model cannot use a GPU.
     """
     started = time.perf_counter()
