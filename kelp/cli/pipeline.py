@@ -45,20 +45,19 @@ def demo_command(
     force: Annotated[bool, typer.Option(help="Redo every stage from scratch.")] = False,
 ) -> None:
     """Synthesise a small dataset and run the whole pipeline on it (CPU, a few minutes)."""
-    import tomllib
     from importlib.resources import files
 
     from kelp.cli.tables import print_results
-    from kelp.config import validate_config
+    from kelp.config import load_toml, validate_config
     from kelp.pipeline.config import RunConfig
     from kelp.pipeline.run import run_pipeline
 
-    text = files("kelp.pipeline").joinpath("presets/demo.toml").read_text()
+    preset = Path(str(files("kelp.pipeline").joinpath("presets/demo.toml")))
     with errors():
-        values = tomllib.loads(text) | {"runs_dir": str(runs_dir)}
+        values = load_toml(preset) | {"runs_dir": str(runs_dir)}
         cfg = validate_config(RunConfig, values, where="demo preset")
         with interrupt():
-            record = run_pipeline(cfg, text, force=force)
+            record = run_pipeline(cfg, preset.read_text(), force=force)
     print_results(Path(record["run_dir"]), record)
 
 
