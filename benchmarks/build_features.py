@@ -19,7 +19,8 @@ from pathlib import Path
 
 from kelp._progress import set_quiet
 from kelp.data.catalog import open_catalog
-from kelp.data.folds import make_folds, write_folds
+from kelp.data.folds import make_folds
+from kelp.data.folds_file import write_folds
 from kelp.data.tile import load_tile
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig

@@ -36,7 +36,8 @@ from kelp.cnn.optim import make_optimizer
 from kelp.cnn.tta import D4, IDENTITY, tta_logits
 from kelp.config import load_config
 from kelp.data.catalog import open_catalog
-from kelp.data.folds import make_folds, write_folds
+from kelp.data.folds import make_folds
+from kelp.data.folds_file import write_folds
 from kelp.data.synth import synthesize
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from kelp._progress import set_quiet
 from kelp.data.catalog import open_catalog
-from kelp.data.folds import make_folds, read_folds, write_folds
+from kelp.data.folds import make_folds
+from kelp.data.folds_file import read_folds, write_folds
 from kelp.data.synth import synthesize
 from kelp.data.tile import load_tile
 from kelp.features.build import build_features

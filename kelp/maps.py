@@ -27,6 +27,7 @@ import numpy as np
 
 from kelp._files import atomic_path
 from kelp._progress import say
+from kelp.artifacts import read_json, read_marker, read_npy
 
 __all__ = [
     "LOGIT_CLIP",
@@ -100,7 +101,8 @@ class MapStore:
         path = self.path(tile_id)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no map for tile {tile_id} in {self.root}")
-        return np.asarray(np.load(path), np.float32)  # no copy: maps are stored as float32
+        rerun = f"delete it and rerun the command that wrote {self.root} (`kelp run` redoes it)"
+        return np.asarray(read_npy(path, rerun), np.float32)  # maps are float32: no copy
 
     def has(self, tile_id: str) -> bool:
         """Whether ``tile_id`` has a map."""
@@ -130,8 +132,7 @@ class MapStore:
             raise FileNotFoundError(
                 f"{path} not found: the maps in {self.root} are missing or incomplete"
             )
-        result: dict[str, Any] = json.loads(path.read_text())
-        return result
+        return read_json(path, f"rerun the command that wrote {self.root}")
 
 
 def store_manifest(root: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -157,8 +158,8 @@ def open_store(root: str | os.PathLike[str], key: str) -> MapStore:
     manifest = store_manifest(root)
     partial = store.root / _PARTIAL
     held = manifest.get("key") if manifest else None
-    if held is None and partial.is_file():
-        held = json.loads(partial.read_text()).get("key")
+    if held is None:
+        held = (read_marker(partial) or {}).get("key")
     stale = store.tile_ids()
     if held != key and stale:
         say(f"{store.root}: removing {len(stale)} map(s) made with another config or input")

@@ -6,7 +6,13 @@ from typing import Annotated
 import typer
 
 from kelp._progress import console, say
-from kelp.cli.shared import DEFAULT_BAND_ORDER_TEXT, BandOrderOption, data_app, errors
+from kelp.cli.shared import (
+    DEFAULT_BAND_ORDER_TEXT,
+    BandOrderOption,
+    OnErrorChoice,
+    data_app,
+    errors,
+)
 
 __all__: list[str] = []
 
@@ -86,6 +92,10 @@ def data_folds(
         typer.Option("--from", help="Validate and adopt this folds CSV instead of making one."),
     ] = None,
     band_order: BandOrderOption = DEFAULT_BAND_ORDER_TEXT,
+    on_error: Annotated[
+        OnErrorChoice,
+        typer.Option(help="fail: stop at any bad tile; skip: leave bad train tiles out, listed."),
+    ] = OnErrorChoice.fail,
 ) -> None:
     """Group tiles into areas by their DEM and split the areas into k stratified folds."""
     from kelp.config import validate_config
@@ -97,7 +107,7 @@ def data_folds(
         config = validate_config(
             FoldsConfig,
             {"k": k, "seed": seed, "threshold": threshold, "max_group_size": max_group_size,
-             "file": from_file},
+             "file": from_file, "on_error": on_error.value},
             "command line",
         )  # fmt: skip
         layout = RunLayout.of(out.parent, root, folds=out, band_order=band_order.split(","))

@@ -1,12 +1,15 @@
 """`kelp run`, `kelp demo`, `kelp runs`, `kelp compare`: whole runs."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kelp._progress import console, say
-from kelp.cli.shared import app, errors, interrupt
+from kelp.cli.shared import app, errors, exit_if_tiles_missing, interrupt
+
+if TYPE_CHECKING:
+    from kelp.pipeline.config import RunConfig
 
 __all__: list[str] = []
 
@@ -37,6 +40,7 @@ def run_command(
         with interrupt():
             record = run_pipeline(cfg, config.read_text(), only, start, force)  # type: ignore[arg-type]
     print_results(Path(record["run_dir"]), record)
+    _exit_if_tiles_missing(cfg)
 
 
 @app.command("demo", rich_help_panel="Pipeline")
@@ -59,6 +63,14 @@ def demo_command(
         with interrupt():
             record = run_pipeline(cfg, preset.read_text(), force=force)
     print_results(Path(record["run_dir"]), record)
+    _exit_if_tiles_missing(cfg)
+
+
+def _exit_if_tiles_missing(config: "RunConfig") -> None:
+    from kelp.artifacts import read_marker
+
+    out = config.predict.out if config.predict.out is not None else config.layout().predictions
+    exit_if_tiles_missing(read_marker(out / "manifest.json") or {})
 
 
 @app.command("runs", rich_help_panel="Pipeline")

@@ -28,6 +28,7 @@ __all__ = [
     "app",
     "data_app",
     "errors",
+    "exit_if_tiles_missing",
     "interrupt",
     "parse_folds",
     "stage_config",
@@ -86,6 +87,22 @@ def interrupt() -> Iterator[None]:
             "to resume"
         )
         raise typer.Exit(130) from None
+
+
+def exit_if_tiles_missing(manifest: dict[str, Any]) -> None:
+    """Exit with status 1 when `kelp predict` left unreadable test tiles out of the
+    submission (after everything else was written): a short ``submission.tar`` is never
+    silent."""
+    missing = manifest.get("skipped") or []
+    if isinstance(missing, list) and missing:
+        console.print(
+            f"[red]error:[/red] {len(missing)} test tile(s) could not be read and are missing "
+            f"from {manifest.get('submission')}; fix or replace them and rerun (the other "
+            "masks are kept)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 def parse_folds(text: str) -> list[int] | None:

@@ -19,6 +19,7 @@ from kelp.cli.shared import (
     OnErrorChoice,
     app,
     errors,
+    exit_if_tiles_missing,
     parse_folds,
     stage_config,
 )
@@ -250,7 +251,8 @@ def predict_command(
             PredictConfig, "predict", None, data=data, out=out, on_error=on_error.value,
             tta=tta, device=device.value,
         )  # fmt: skip
-        predict(cfg, RunLayout.of(run))
+        manifest = predict(cfg, RunLayout.of(run))
+    exit_if_tiles_missing(manifest)
 
 
 @app.command("evaluate", rich_help_panel="Stages")

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kelp import __version__
+from kelp.artifacts import read_json
 from kelp.cnn import model as model_lib
 from kelp.cnn.normalise import Normaliser
 from kelp.errors import StaleInputError
@@ -156,7 +157,8 @@ def load_checkpoint(
             f"{path}: no CNN checkpoint ({CONFIG_FILE} + {WEIGHTS_FILE}); "
             "train one with `kelp train-cnn`"
         )
-    meta: dict[str, Any] = json.loads(config_path.read_text())
+    rerun = "retrain it with `kelp train-cnn`"
+    meta = read_json(config_path, rerun)
     if meta.get("format") != FORMAT:
         raise StaleInputError(
             f"{config_path}: not a kelp CNN checkpoint (format {meta.get('format')!r}, "
@@ -175,7 +177,13 @@ def load_checkpoint(
     # The trained weights replace the encoder's, so never download pretrained ones here.
     spec = replace(model_lib.ModelSpec.from_json(meta["model"]), encoder_weights="none")
     model = model_lib.create_model(spec)
-    model.load_state_dict(load_file(path / WEIGHTS_FILE))
+    try:
+        weights = load_file(path / WEIGHTS_FILE)
+    except Exception as error:  # safetensors raises its own SafetensorError (an Exception)
+        raise StaleInputError(
+            f"{path / WEIGHTS_FILE}: unreadable or truncated ({error}); {rerun}"
+        ) from None
+    model.load_state_dict(weights)
     model.to(device).eval()
     normaliser = Normaliser.from_json(meta["normalisation"])
     return Checkpoint(path, model, spec, normaliser, meta)

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from kelp.data.catalog import TileRecord, scan_catalog
-from kelp.data.folds import FoldAssignment, read_folds
+from kelp.data.folds import FoldAssignment
+from kelp.data.folds_file import read_folds
 from kelp.errors import StaleInputError
 from kelp.features import FeatureConfig
 from kelp.features.manifest import FeatureBuild, read_build

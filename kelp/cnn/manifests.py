@@ -8,7 +8,6 @@
 - :func:`stage_manifest`: ``RUN/cnn/manifest.json``, the whole stage.
 """
 
-import json
 import math
 import time
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 
 from kelp import __version__
 from kelp._provenance import git_state
+from kelp.artifacts import read_marker
 from kelp.cnn.config import CnnConfig
 from kelp.cnn.fold import Progress, TrainContext
 from kelp.cnn.history import EpochRow
@@ -101,11 +101,9 @@ def stage_manifest(
 
     folds = {}
     for k in range(ctx.inputs.k):
-        path = ctx.layout.cnn_fold(k) / "fold.json"
-        if path.is_file():
-            summary = json.loads(path.read_text())
-            if summary.get("key") == ctx.key:
-                folds[str(k)] = summary
+        summary = read_marker(ctx.layout.cnn_fold(k) / "fold.json")
+        if summary is not None and summary.get("key") == ctx.key:
+            folds[str(k)] = summary
     return {
         "stage": "cnn",
         "key": ctx.key,

@@ -33,6 +33,7 @@ from typing import Any
 
 from kelp._files import atomic_path
 from kelp._progress import say
+from kelp.artifacts import read_marker
 from kelp.cnn import model as model_lib
 from kelp.cnn.channels import ChannelSource, check_channels
 from kelp.cnn.checkpoint import save_checkpoint
@@ -170,11 +171,11 @@ def _train_fold(ctx: TrainContext, k: int) -> bool:
         False when the fold had already finished under this key (nothing done).
     """
     summary_path = ctx.layout.cnn_fold(k) / "fold.json"
-    if summary_path.is_file() and (ctx.layout.cnn_best(k) / "config.json").is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("key") == ctx.key:
-            say(f"fold {k}: already trained with this config (best epoch {summary['best_epoch']})")
-            return False
+    summary = read_marker(summary_path)
+    best = ctx.layout.cnn_best(k) / "config.json"
+    if summary is not None and best.is_file() and summary.get("key") == ctx.key:
+        say(f"fold {k}: already trained with this config (best epoch {summary['best_epoch']})")
+        return False
     summary_path.unlink(missing_ok=True)
     plan = fold_plan(ctx, k)
     if plan.note:

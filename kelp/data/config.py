@@ -1,7 +1,7 @@
 """The typed configuration of the data stages: where the tiles are, and how folds are made."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -59,6 +59,9 @@ class FoldsConfig(Frozen):
         threshold: DEM height and slope correlation that links two tiles into one area.
         max_group_size: largest area in tiles; default ``ceil(n_train / k)``.
         file: validate and adopt this folds CSV instead of making one.
+        on_error: ``skip`` (the default of `kelp run`) leaves every bad train tile out of the
+            folds, listing it with its reason in ``folds.csv`` and on screen, and runs on
+            the rest; ``fail`` (the default of `kelp data folds`) stops at any problem.
     """
 
     k: Annotated[int, Field(ge=2)] = 5
@@ -66,3 +69,4 @@ class FoldsConfig(Frozen):
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.97
     max_group_size: Annotated[int, Field(ge=1)] | None = None
     file: Path | None = None
+    on_error: Literal["fail", "skip"] = "skip"

@@ -7,29 +7,29 @@ combination of four tile flags (see :mod:`kelp.data.check`): has_kelp, almost_al
 qa_ok, high_corrupted. No area is ever on two folds, so a model never validates on a
 different date of a place it trained on.
 
-``folds.csv`` columns: ``tile_id, aoi_id, fold`` followed by the four flags. A folds file
-written by hand (or by another tool) needs ``tile_id`` and ``fold``, and ``aoi_id`` to
-check that no area straddles two folds; :func:`read_folds` validates it against the
-dataset.
+``folds.csv`` columns: ``tile_id, aoi_id, fold`` followed by the four flags, and a
+``skipped`` column when the folds stage left bad tiles out (``on_error = "skip"``): those
+rows name the tile and why, with no fold. A folds file written by hand (or by another tool)
+needs ``tile_id`` and ``fold``, and ``aoi_id`` to check that no area straddles two folds;
+:func:`kelp.data.folds_file.read_folds` validates it against the dataset, and
+:func:`~kelp.data.folds_file.read_run_folds` also opens the dataset for a later stage,
+accepting problems of the skipped tiles only.
 """
 
 import csv
 import os
 import warnings
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from kelp._files import atomic_path
 from kelp._progress import track
 from kelp.bands import DEFAULT_BAND_ORDER
-from kelp.data.catalog import Catalog, Problem, open_catalog
+from kelp.data.catalog import Problem, open_catalog, scan_catalog
 from kelp.data.check import tile_stats
 from kelp.data.grouping import METHODS, Method, dem_signature, group_areas
 from kelp.data.tile import load_tile
@@ -40,9 +40,7 @@ __all__ = [
     "FoldAssignment",
     "area_recovery",
     "make_folds",
-    "read_folds",
     "split_areas",
-    "write_folds",
 ]
 
 FOLD_FLAGS = ("has_kelp", "almost_all_water", "qa_ok", "high_corrupted")
@@ -58,12 +56,14 @@ class FoldAssignment:
         aoi_ids: area of each tile (same order).
         folds: ``(N,)`` int fold of each tile, 0..k-1.
         flags: per tile, the stratification flags (empty dicts for user files without them).
+        skipped: ``(tile_id, reason)`` of each train tile the folds stage left out.
     """
 
     tile_ids: tuple[str, ...]
     aoi_ids: tuple[str, ...]
     folds: np.ndarray
     flags: tuple[dict[str, bool], ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def k(self) -> int:
@@ -87,6 +87,7 @@ def make_folds(
     max_group_size: int | None = None,
     band_order: Sequence[str] = DEFAULT_BAND_ORDER,
     method: Method = "ncc",
+    exclude: dict[str, str] | None = None,
 ) -> FoldAssignment:
     """Group the train tiles of a dataset into areas and split the areas into k folds.
 
@@ -102,6 +103,9 @@ def make_folds(
             worth: a larger "area" is a chain of near matches that no split could place.
         band_order: names of the file's bands, first band first.
         method: ``"ncc"`` (shift-, tide- and void-tolerant) or ``"cosine"`` (the older one).
+        exclude: ``{tile_id: reason}`` of bad tiles to leave out (recorded as skipped), e.g.
+            the problems `kelp data check` found. With it, a tile the catalogue or the DEM
+            reader finds bad is skipped too; without it (``None``) any bad tile is an error.
 
     Returns:
         The assignment.
@@ -117,20 +121,28 @@ def make_folds(
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
     if method not in METHODS:
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
-    catalog = open_catalog(root)
-    records = catalog.train
-    signatures, flags, problems = [], [], []
-    for record in track(records, "reading DEMs"):
+    skip = exclude is not None
+    skipped = dict(exclude or {})
+    catalog, problems = scan_catalog(root) if skip else (open_catalog(root), [])
+    for problem in problems:
+        if problem.tile_id is None:
+            raise DatasetError(problems)  # the listing itself is broken
+        skipped.setdefault(problem.tile_id, str(problem))
+    records, signatures, flags, bad = [], [], [], []
+    for record in track([r for r in catalog.train if r.tile_id not in skipped], "reading DEMs"):
         try:
             tile = load_tile(record, band_order)
         except TileError as error:
-            problems.append(Problem(error.path, error.problem, record.tile_id))
+            bad.append(Problem(error.path, error.problem, record.tile_id))
             continue
+        records.append(record)
         signatures.append(dem_signature(tile.band("dem")))
         stats = tile_stats(tile)
         flags.append({name: bool(stats[name]) for name in FOLD_FLAGS})
-    if problems:
-        raise DatasetError(problems)
+    if bad and not skip:
+        raise DatasetError(bad)
+    skipped.update({p.tile_id: str(p) for p in bad if p.tile_id is not None})
+    test_ids = {r.tile_id for r in catalog.test}
     n = len(records)
     if max_group_size is None:
         max_group_size = max(1, -(-n // k))
@@ -154,6 +166,7 @@ def make_folds(
         aoi_ids=tuple(f"aoi{a:0{width}d}" for a in areas),
         folds=folds,
         flags=tuple(flags),
+        skipped=tuple(sorted((t, r) for t, r in skipped.items() if t not in test_ids)),
     )
 
 
@@ -178,87 +191,6 @@ def split_areas(areas: np.ndarray, strata: np.ndarray, k: int, seed: int) -> np.
         for fold, (_, held_out) in enumerate(splitter.split(np.zeros(n), strata, areas)):
             folds[held_out] = fold
     return folds
-
-
-def write_folds(assignment: FoldAssignment, path: str | os.PathLike[str]) -> Path:
-    """Write ``folds.csv`` atomically (columns ``tile_id, aoi_id, fold`` + flags)."""
-    path = Path(path)
-    columns = ["tile_id", "aoi_id", "fold", *(FOLD_FLAGS if assignment.flags else ())]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for i, tile_id in enumerate(assignment.tile_ids):
-            row: list[Any] = [tile_id, assignment.aoi_ids[i], int(assignment.folds[i])]
-            if assignment.flags:
-                row += [int(assignment.flags[i][name]) for name in FOLD_FLAGS]
-            writer.writerow(row)
-    return path
-
-
-def read_folds(path: str | os.PathLike[str], catalog: Catalog | None = None) -> FoldAssignment:
-    """Read and validate a folds CSV.
-
-    Checks: columns ``tile_id`` and ``fold`` present; folds are integers numbered 0..k-1
-    with k >= 2; no tile twice; no area on two folds; with ``catalog``, every train tile
-    exactly once and no unknown tile.
-
-    Raises:
-        InputError: listing every problem, naming the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: folds file not found; write one with `kelp data folds`")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        rows = list(reader)
-    missing_cols = [c for c in ("tile_id", "fold") if c not in columns]
-    if missing_cols:
-        raise InputError(f"{path}: missing column(s) {missing_cols}; found {columns}")
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    tile_ids, aoi_ids, folds, flags = [], [], [], []
-    for line, row in enumerate(rows, start=2):
-        tile_id = row["tile_id"].strip()
-        try:
-            fold = int(row["fold"])
-        except ValueError:
-            problems.append(f"line {line}: fold {row['fold']!r} of {tile_id} is not an integer")
-            continue
-        if tile_id in seen:
-            problems.append(f"line {line}: tile {tile_id} repeated (first on line {seen[tile_id]})")
-            continue
-        seen[tile_id] = line
-        tile_ids.append(tile_id)
-        aoi_ids.append((row.get("aoi_id") or tile_id).strip())
-        folds.append(fold)
-        if all(name in columns for name in FOLD_FLAGS):
-            flags.append({name: row[name].strip() in ("1", "True", "true") for name in FOLD_FLAGS})
-    present = sorted(set(folds))
-    if len(present) < 2:
-        problems.append(f"needs at least 2 folds, found {present}")
-    elif present != list(range(len(present))):
-        problems.append(f"folds must be numbered 0..k-1, found {present}")
-    area_folds: dict[str, set[int]] = defaultdict(set)
-    for aoi, fold in zip(aoi_ids, folds, strict=True):
-        area_folds[aoi].add(fold)
-    for aoi, on in sorted(area_folds.items()):
-        if len(on) > 1:
-            problems.append(f"area {aoi} is on folds {sorted(on)}: an area must sit in one fold")
-    if catalog is not None:
-        train = {r.tile_id for r in catalog.train}
-        missing = sorted(train - set(tile_ids))
-        unknown = sorted(set(tile_ids) - train)
-        if missing:
-            problems.append(f"{len(missing)} train tile(s) without a fold, e.g. {missing[:5]}")
-        if unknown:
-            problems.append(
-                f"{len(unknown)} tile(s) not among the dataset's train tiles, e.g. {unknown[:5]}"
-            )
-    if problems:
-        listed = "\n".join(f"  - {p}" for p in problems)
-        raise InputError(f"{path}: {len(problems)} problem(s):\n{listed}")
-    return FoldAssignment(tuple(tile_ids), tuple(aoi_ids), np.array(folds), tuple(flags))
 
 
 def area_recovery(root: str | os.PathLike[str], assignment: FoldAssignment) -> float | None:

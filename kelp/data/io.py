@@ -23,6 +23,7 @@ from kelp.errors import InputError, TileError
 
 __all__ = [
     "pack_submission",
+    "raster_grid",
     "read_image",
     "read_mask",
     "write_image",
@@ -46,6 +47,19 @@ def _read(path: Path) -> tuple[np.ndarray, Affine]:
             path, f"data type is {data.dtype}; Kelp Wanted tiles hold integers (int16/int32)"
         )
     return data, transform
+
+
+def raster_grid(path: str | os.PathLike[str]) -> tuple[tuple[int, int], Affine] | None:
+    """``((H, W), transform)`` of a raster whose every pixel can be read, whatever its
+    content; ``None`` for a file that cannot be read (missing, truncated, not a raster)."""
+    try:
+        data, transform = _read(Path(path))
+    except TileError as error:
+        if "data type is" not in error.problem:
+            return None
+        with rasterio.open(path) as src:  # readable, but not integers
+            return (src.height, src.width), src.transform
+    return (data.shape[1], data.shape[2]), transform
 
 
 def read_image(

@@ -11,8 +11,9 @@ from kelp._progress import say
 from kelp.data.catalog import open_catalog
 from kelp.data.check import check_dataset, write_stats
 from kelp.data.config import DataConfig, FoldsConfig
-from kelp.data.folds import area_recovery, make_folds, read_folds, write_folds
-from kelp.errors import InputError
+from kelp.data.folds import area_recovery, make_folds
+from kelp.data.folds_file import read_folds, write_folds
+from kelp.errors import DatasetError, InputError
 from kelp.layout import RunLayout
 
 __all__ = ["prepare_dataset", "split_dataset"]
@@ -52,15 +53,21 @@ def split_dataset(config: FoldsConfig, layout: RunLayout) -> dict[str, Any]:
         The summary: tiles, areas, k, the problems found, tiles/areas/kelp tiles per fold,
         and the area recovery of a synthetic set (adjusted Rand index, else ``None``).
 
+    With ``on_error = "skip"`` every train tile with a problem is left out of the folds
+    (listed with its reason in ``folds.csv`` and the summary); later stages accept the
+    problems of those tiles only.
+
     Raises:
-        DatasetError: the dataset's problems, listed (a bad tile stops the split).
+        DatasetError: the dataset's problems, listed, with ``on_error = "fail"`` (or a
+            broken listing, which no tile can be skipped for).
         InputError: a folds file that does not match the dataset, or too few areas.
     """
     report = check_dataset(layout.data, layout.band_order)
     if report.stats:
         write_stats(report.stats, layout.tile_stats)
-    for problem in report.problems:
-        say(f"[yellow]problem:[/yellow] {problem}")
+    if report.problems and config.on_error == "fail":
+        raise DatasetError(report.problems)
+    bad = {p.tile_id: str(p) for p in report.problems if p.tile_id is not None}
     if config.file is not None:
         assignment = read_folds(config.file, open_catalog(layout.data))
     else:
@@ -71,7 +78,10 @@ def split_dataset(config: FoldsConfig, layout: RunLayout) -> dict[str, Any]:
             config.threshold,
             config.max_group_size,
             layout.band_order,
+            exclude=bad if config.on_error == "skip" else None,
         )
+    for tile_id, reason in assignment.skipped:
+        say(f"[yellow]skipped[/yellow] train tile {tile_id}: {reason}")
     write_folds(assignment, layout.folds)
     per_fold = []
     for fold in range(assignment.k):
@@ -91,5 +101,6 @@ def split_dataset(config: FoldsConfig, layout: RunLayout) -> dict[str, Any]:
         "k": assignment.k,
         "per_fold": per_fold,
         "problems": [str(p) for p in report.problems],
+        "skipped": dict(assignment.skipped),
         "area_ari": area_recovery(layout.data, assignment),
     }

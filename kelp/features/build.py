@@ -29,7 +29,8 @@ from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say, track
 from kelp.data.catalog import TileRecord, scan_catalog
-from kelp.data.folds import FoldAssignment, read_folds
+from kelp.data.folds import FoldAssignment
+from kelp.data.folds_file import read_folds
 from kelp.errors import DatasetError, InputError
 from kelp.features.config import FeatureConfig
 from kelp.features.stack import channel_names
@@ -59,7 +60,8 @@ def build_features(config: FeatureConfig, layout: RunLayout) -> dict[str, Any]:
         The manifest (also written to ``layout.features / "manifest.json"``).
 
     Raises:
-        DatasetError: catalogue problems with ``on_error="fail"``.
+        DatasetError: catalogue problems with ``on_error="fail"`` (but those of tiles the
+            folds stage skipped, which are listed as skipped).
         InputError: a folds file that does not match the dataset, or a tile that failed with
             ``on_error="fail"``.
         ConfigError: a bad config, e.g. an unknown index or a filter scale larger than a tile.
@@ -68,10 +70,12 @@ def build_features(config: FeatureConfig, layout: RunLayout) -> dict[str, Any]:
     names = channel_names(config)
     started = time.perf_counter()
     catalog, problems = scan_catalog(data)
-    if problems and config.on_error == "fail":
-        raise DatasetError(problems)
+    excused = {t for t, _ in read_folds(folds).skipped}  # left out by the folds stage
+    serious = [p for p in problems if p.tile_id is None or p.tile_id not in excused]
+    if serious and config.on_error == "fail":
+        raise DatasetError(serious)
     skipped = [{"tile_id": p.tile_id, "path": str(p.path), "reason": p.message} for p in problems]
-    assignment = read_folds(folds, catalog if not problems else None)
+    assignment = read_folds(folds, catalog if not serious else None)
     table_dir = out / "table"
     table_dir.mkdir(parents=True, exist_ok=True)
     collected = Collector(assignment.k, len(names))

@@ -30,6 +30,7 @@ from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say
 from kelp._provenance import git_state
+from kelp.artifacts import read_marker
 from kelp.data.stage import prepare_dataset
 from kelp.errors import ConfigError
 from kelp.layout import RunLayout, short_hash
@@ -266,11 +267,10 @@ def run_pipeline(
 
 
 def _read_run_json(layout: RunLayout) -> dict[str, Any]:
-    path = layout.run_json
-    if not path.is_file():
-        return {}
-    loaded: dict[str, Any] = json.loads(path.read_text())
-    return loaded
+    record = read_marker(layout.run_json)
+    if record is None and layout.run_json.is_file():
+        say(f"[yellow]warning:[/yellow] {layout.run_json} is damaged: every stage is checked again")
+    return record or {}
 
 
 def _write_run_json(layout: RunLayout, record: dict[str, Any]) -> None:

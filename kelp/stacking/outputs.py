@@ -14,6 +14,7 @@ import joblib
 
 from kelp import __version__
 from kelp._files import atomic_path
+from kelp.artifacts import read_json, read_pickle
 from kelp.data.tile import load_tile
 from kelp.features.channels import land_mask
 from kelp.features.manifest import FeatureBuild
@@ -131,7 +132,8 @@ def load_meta(run: str | os.PathLike[str]) -> tuple[MetaModel, dict[str, Any], d
     out = RunLayout.of(run).stacking
     if not (out / "manifest.json").is_file():
         raise FileNotFoundError(f"no stacking in {out}: run `kelp stack` first")
-    meta: MetaModel = joblib.load(out / "meta.joblib")
-    record = json.loads((out / "meta.json").read_text())
-    decision = json.loads((out / "decision.json").read_text())
+    rerun = "rerun `kelp stack --force`"
+    meta: MetaModel = read_pickle(out / "meta.joblib", rerun)
+    record = read_json(out / "meta.json", rerun)
+    decision = read_json(out / "decision.json", rerun)
     return meta, record, decision

@@ -24,8 +24,10 @@ import numpy as np
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say, track
-from kelp.data.catalog import Problem, scan_catalog
-from kelp.data.io import pack_submission, write_mask
+from kelp.artifacts import read_json, read_marker
+from kelp.data.catalog import Catalog, Problem, scan_catalog
+from kelp.data.folds_file import read_folds
+from kelp.data.io import pack_submission, raster_grid, write_mask
 from kelp.data.tile import Tile, load_tile
 from kelp.devices import Device
 from kelp.errors import DatasetError, InputError, StaleInputError, TileError
@@ -41,6 +43,7 @@ from kelp.stacking.stack import fused_probability, load_meta
 __all__ = ["BaseEnsemble", "predict"]
 
 _PARTIAL = ".partial.json"
+_EMPTY = "empty_masks.json"  # readable test tiles that got an all-zero mask, and why
 
 
 class BaseEnsemble:
@@ -197,23 +200,33 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
             say(f"predict: no test tiles in {data}; skipped")
             return {"skipped": "no test tiles"}
         raise InputError(f"{data}: no test tiles (tiles without a kelp mask) to predict")
+    problems = [p for p in problems if p.tile_id not in _train_ids(catalog, config, layout)]
     if problems and config.on_error == "fail":
         raise DatasetError(problems)
     run = layout.root
     meta, record, decision_record = load_meta(run)
-    stacking = json.loads((layout.stacking / "manifest.json").read_text())
+    stacking = read_json(layout.stacking / "manifest.json", "rerun `kelp stack --force`")
     decision = Decision(
         threshold=decision_record["threshold"],
         land_mask=decision_record["land_mask"],
         min_area=decision_record["min_area"],
         morphology=decision_record["morphology"],
     )
-    skipped = [{"tile_id": p.tile_id, "path": str(p.path), "reason": p.message} for p in problems]
     records = catalog.test
+    listed = {r.tile_id for r in records}  # a problem of a listed tile is only a warning
+    skipped = [
+        {"tile_id": p.tile_id, "path": str(p.path), "reason": p.message}
+        for p in problems
+        if p.tile_id not in listed
+    ]
+    warnings = [str(p) for p in problems if p.tile_id in listed]
+    for warning in warnings:
+        say(f"[yellow]warning:[/yellow] {warning}")
     ensemble = BaseEnsemble(run, stacking, config.tta, config.device)
     out_dir = config.out if config.out is not None else layout.predictions
     key = _key(layout, stacking, decision_record, config.tta)
     _open(out_dir, key)
+    empty = _read_empty(out_dir)  # readable tiles that got an all-zero mask, and why
     written = []
     for rec in track(records, f"predicting {len(records)} tiles"):
         path = out_dir / f"{rec.tile_id}_kelp.tif"
@@ -225,13 +238,32 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
         except TileError as error:
             if config.on_error == "fail":
                 raise DatasetError([Problem(error.path, error.problem, rec.tile_id)]) from None
-            skipped.append(
-                {"tile_id": rec.tile_id, "path": str(error.path), "reason": error.problem}
-            )
+            grid = raster_grid(rec.image)
+            if grid is None:  # unreadable: named, left out, and `kelp predict` exits 1
+                skipped.append(
+                    {"tile_id": rec.tile_id, "path": str(error.path), "reason": error.problem}
+                )
+                continue
+            empty[rec.tile_id] = error.problem  # readable, nothing to predict from
+            say(f"[yellow]warning:[/yellow] {error}; writing an all-zero mask")
+            _write_empty(out_dir, empty)
+            write_mask(path, np.zeros(grid[0], np.uint8), grid[1])
+            written.append(path)
             continue
-        land = land_mask(tile)
-        prob = fused_probability(meta, ensemble.logits(tile), land)
-        write_mask(path, decision.apply(prob, land), tile.transform)
+        try:
+            land = land_mask(tile)
+            mask = decision.apply(fused_probability(meta, ensemble.logits(tile), land), land)
+        except Exception as error:  # a readable tile never goes missing from the submission
+            if config.on_error == "fail":
+                raise
+            empty[rec.tile_id] = f"{type(error).__name__}: {error}"
+            say(
+                f"[yellow]warning:[/yellow] {rec.image}: cannot be predicted "
+                f"({empty[rec.tile_id]}); writing an all-zero mask"
+            )
+            mask = np.zeros(tile.shape, np.uint8)
+            _write_empty(out_dir, empty)
+        write_mask(path, mask, tile.transform)
         written.append(path)
     tar = pack_submission(written, out_dir / "submission.tar")
     seconds = time.perf_counter() - started
@@ -242,6 +274,8 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
         "data": str(data.resolve()),
         "n_tiles": len(written),
         "skipped": skipped,
+        "empty_masks": dict(sorted(empty.items())),
+        "warnings": warnings,
         "models": list(record["models"]),
         "meta": record["meta"],
         "decision": decision_record,
@@ -252,10 +286,30 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
     with atomic_path(out_dir / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     (out_dir / _PARTIAL).unlink(missing_ok=True)
-    if skipped:
-        say(f"[yellow]warning:[/yellow] {len(skipped)} tile(s) skipped, missing from {tar}")
+    if empty:
+        say(f"[yellow]warning:[/yellow] {len(empty)} tile(s) got an all-zero mask (see manifest)")
+    for s in skipped:
+        say(f"[red]missing from {tar.name}:[/red] {s['path']}: {s['reason']}")
     say(f"{len(written)} masks in {out_dir}, packed into {tar} ({seconds:.1f} s)")
     return manifest
+
+
+def _train_ids(catalog: Catalog, config: PredictConfig, layout: RunLayout) -> set[str]:
+    """Train tiles, whose problems are not predict's: the listed ones, and on the run's own
+    dataset those its folds stage skipped."""
+    ids = {r.tile_id for r in catalog.train}
+    if config.data is None and layout.folds.is_file():
+        ids |= {t for t, _ in read_folds(layout.folds).skipped}
+    return ids
+
+
+def _read_empty(out_dir: Path) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (read_marker(out_dir / _EMPTY) or {}).items()}
+
+
+def _write_empty(out_dir: Path, empty: dict[str, str]) -> None:
+    with atomic_path(out_dir / _EMPTY) as tmp:
+        tmp.write_text(json.dumps(empty, indent=2))
 
 
 def _open(out_dir: Path, key: str) -> None:
@@ -270,7 +324,8 @@ def _open(out_dir: Path, key: str) -> None:
         stale = list(out_dir.glob("*_kelp.tif"))
         if stale:
             say(f"{out_dir}: removing {len(stale)} mask(s) made with other models or decision")
-        for path in [*stale, out_dir / "submission.tar", out_dir / "manifest.json"]:
+        stale_files = [out_dir / n for n in ("submission.tar", "manifest.json", _EMPTY)]
+        for path in [*stale, *stale_files]:
             path.unlink(missing_ok=True)
     with atomic_path(out_dir / _PARTIAL) as tmp:
         tmp.write_text(json.dumps({"key": key}))

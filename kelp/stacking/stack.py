@@ -29,8 +29,9 @@ from typing import Any
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say
-from kelp.data.catalog import open_catalog
-from kelp.data.folds import FoldAssignment, read_folds
+from kelp.artifacts import read_marker
+from kelp.data.folds import FoldAssignment
+from kelp.data.folds_file import read_run_folds
 from kelp.errors import StaleInputError
 from kelp.features.manifest import FeatureBuild, read_build
 from kelp.layout import RunLayout, short_hash
@@ -64,8 +65,7 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
         InputError: no kelp to fit on.
     """
     out = layout.stacking
-    catalog = open_catalog(layout.data)
-    assignment = read_folds(layout.folds, catalog)
+    assignment, catalog = read_run_folds(layout.folds, layout.data)
     base, build = _inputs(layout, assignment, config)
     key = _key(config, base, base.folds_sha256, build)
     previous = None if force else _previous(out / "manifest.json", key)
@@ -133,11 +133,8 @@ def _key(config: StackConfig, base: BaseMaps, folds_sha: str, build: FeatureBuil
 
 def _previous(manifest_path: Path, key: str) -> dict[str, Any] | None:
     """The manifest of a previous run with the same key, if any."""
-    if manifest_path.is_file():
-        previous: dict[str, Any] = json.loads(manifest_path.read_text())
-        if previous.get("key") == key:
-            return previous
-    return None
+    previous = read_marker(manifest_path)
+    return previous if previous is not None and previous.get("key") == key else None
 
 
 def _write_comparison(out: Path, comparison: dict[str, Any]) -> dict[str, Any]:

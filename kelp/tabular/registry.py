@@ -8,9 +8,10 @@ install when that fails.
 
 import importlib
 import os
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from kelp.errors import ConfigError, unknown_name
+from kelp.errors import ConfigError, KelpError, StaleInputError, unknown_name
 from kelp.registry import Registry
 from kelp.tabular.models.base import TreeModel, read_model_info
 
@@ -98,7 +99,16 @@ def load_model(folder: str | os.PathLike[str]) -> TreeModel:
         FileNotFoundError: not a saved model folder.
         ConfigError: the folder names a model this version does not know.
     """
-    return model_class(read_model_info(folder)["model"]).load(folder)
+    cls = model_class(read_model_info(folder)["model"])
+    try:
+        return cls.load(folder)
+    except (OSError, ImportError, KelpError):
+        raise
+    except Exception as error:  # each library raises its own error for a damaged file
+        raise StaleInputError(
+            f"{Path(folder) / cls.file_name}: the {cls.name} model file is unreadable or truncated "
+            f"({type(error).__name__}: {error}); retrain it with `kelp train-trees`"
+        ) from None
 
 
 def parse_models(text: str) -> tuple[str, ...]:

@@ -7,13 +7,13 @@ manifest lists exactly the current folds' tiles, and maps of any other fold are 
 so a map folder never mixes runs.
 """
 
-import json
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from kelp import __version__
+from kelp.artifacts import read_marker
 from kelp.data.folds import FoldAssignment
 from kelp.devices import ResolvedDevice
 from kelp.layout import RunLayout, short_hash
@@ -63,11 +63,7 @@ def model_key(
 
 def read_metrics(folder: Path) -> dict[str, Any] | None:
     """A fold's ``metrics.json``, or ``None`` when the fold has not finished."""
-    path = folder / METRICS_JSON
-    if not path.is_file():
-        return None
-    metrics: dict[str, Any] = json.loads(path.read_text())
-    return metrics
+    return read_marker(folder / METRICS_JSON)  # damaged: the fold is redone
 
 
 def is_current(

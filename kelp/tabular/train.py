@@ -27,8 +27,9 @@ from typing import Any
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say
-from kelp.data.catalog import TileRecord, open_catalog
-from kelp.data.folds import FoldAssignment, read_folds
+from kelp.data.catalog import TileRecord
+from kelp.data.folds import FoldAssignment
+from kelp.data.folds_file import read_run_folds
 from kelp.data.split import FoldPlan, plan_fold
 from kelp.devices import ResolvedDevice
 from kelp.errors import ConfigError
@@ -125,8 +126,7 @@ def train_trees(
     """
     started = time.perf_counter()
     build = read_build(layout.features)  # says to run `kelp build-features`
-    catalog = open_catalog(layout.data)
-    assignment = read_folds(layout.folds, catalog)
+    assignment, catalog = read_run_folds(layout.folds, layout.data)
     inputs = _inputs(layout, build, assignment)
     wanted = select_folds(folds, assignment.k, layout.folds)
     _remove_extra_folds(layout, config.models, assignment.k)

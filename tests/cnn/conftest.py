@@ -9,7 +9,8 @@ from torch import nn
 
 from kelp.cnn import model as model_lib
 from kelp.cnn.config import CnnConfig
-from kelp.data.folds import make_folds, write_folds
+from kelp.data.folds import make_folds
+from kelp.data.folds_file import write_folds
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig
 from kelp.layout import RunLayout

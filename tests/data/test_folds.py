@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kelp.data.catalog import open_catalog
-from kelp.data.folds import FOLD_FLAGS, area_recovery, make_folds, read_folds, write_folds
+from kelp.data.folds import FOLD_FLAGS, area_recovery, make_folds
+from kelp.data.folds_file import read_folds, write_folds
 from kelp.data.io import write_mask
 from kelp.data.synth import synthesize
 from kelp.errors import DatasetError, InputError

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kelp.data.config import DataConfig, FoldsConfig, SynthConfig
-from kelp.data.folds import read_folds
+from kelp.data.folds_file import read_folds
 from kelp.data.stage import prepare_dataset, split_dataset
 from kelp.errors import InputError
 from kelp.layout import RunLayout

@@ -10,7 +10,8 @@ import pytest
 
 from kelp.config import validate_config
 from kelp.data.catalog import open_catalog
-from kelp.data.folds import make_folds, read_folds, write_folds
+from kelp.data.folds import make_folds
+from kelp.data.folds_file import read_folds, write_folds
 from kelp.data.io import read_mask
 from kelp.data.tile import load_tile
 from kelp.errors import DatasetError, InputError

@@ -9,7 +9,8 @@ import pytest
 from scipy import ndimage
 
 from kelp.data.catalog import open_catalog
-from kelp.data.folds import make_folds, write_folds
+from kelp.data.folds import make_folds
+from kelp.data.folds_file import write_folds
 from kelp.data.io import write_mask
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig, FilterConfig

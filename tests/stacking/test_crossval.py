@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kelp.data.catalog import open_catalog
-from kelp.data.folds import read_folds
+from kelp.data.folds_file import read_folds
 from kelp.errors import InputError
 from kelp.features.manifest import read_build
 from kelp.layout import RunLayout

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kelp.data.catalog import open_catalog
-from kelp.data.folds import read_folds
+from kelp.data.folds_file import read_folds
 from kelp.data.tile import load_tile
 from kelp.errors import StaleInputError
 from kelp.features.channels import land_mask

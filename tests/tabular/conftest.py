@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from kelp.data.catalog import Catalog, open_catalog
-from kelp.data.folds import FoldAssignment, make_folds, read_folds, write_folds
+from kelp.data.folds import FoldAssignment, make_folds
+from kelp.data.folds_file import read_folds, write_folds
 from kelp.data.synth import synthesize
 from kelp.features.build import build_features
 from kelp.features.config import FeatureConfig, FilterConfig, SamplingConfig

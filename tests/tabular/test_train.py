@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kelp.data.folds import write_folds
+from kelp.data.folds_file import write_folds
 from kelp.data.tile import load_tile
 from kelp.errors import DeviceError, StaleInputError
 from kelp.layout import RunLayout

@@ -18,6 +18,7 @@ import numpy as np
 
 from kelp import __version__
 from kelp._files import atomic_path
+from kelp.artifacts import read_json
 from kelp.devices import ResolvedDevice
 
 __all__ = ["MODEL_JSON", "EvalSet", "TreeModel", "available_cores", "read_model_info"]
@@ -290,5 +291,4 @@ def read_model_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(folder) / MODEL_JSON
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: train the model with `kelp train-trees`")
-    info: dict[str, Any] = json.loads(path.read_text())
-    return info
+    return read_json(path, "retrain it with `kelp train-trees`")
