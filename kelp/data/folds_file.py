@@ -18,7 +18,7 @@ from kelp.data.catalog import Catalog, scan_catalog
 from kelp.data.folds import FOLD_FLAGS, FoldAssignment
 from kelp.errors import DatasetError, InputError
 
-__all__ = ["read_folds", "read_run_folds", "write_folds"]
+__all__ = ["check_folds", "read_folds", "read_run_folds", "write_folds"]
 
 
 def write_folds(assignment: FoldAssignment, path: str | os.PathLike[str]) -> Path:
@@ -99,22 +99,44 @@ def read_folds(path: str | os.PathLike[str], catalog: Catalog | None = None) -> 
     for aoi, on in sorted(area_folds.items()):
         if len(on) > 1:
             problems.append(f"area {aoi} is on folds {sorted(on)}: an area must sit in one fold")
+    assignment = FoldAssignment(
+        tuple(tile_ids), tuple(aoi_ids), np.array(folds), tuple(flags), tuple(skipped)
+    )
     if catalog is not None:
-        train = {r.tile_id for r in catalog.train}
-        missing = sorted(train - set(tile_ids) - {t for t, _ in skipped})
-        unknown = sorted(set(tile_ids) - train)
-        if missing:
-            problems.append(f"{len(missing)} train tile(s) without a fold, e.g. {missing[:5]}")
-        if unknown:
-            problems.append(
-                f"{len(unknown)} tile(s) not among the dataset's train tiles, e.g. {unknown[:5]}"
-            )
+        problems += _catalog_problems(assignment, catalog)
+    _raise(path, problems)
+    return assignment
+
+
+def check_folds(assignment: FoldAssignment, catalog: Catalog, path: str | os.PathLike[str]) -> None:
+    """Check a folds file already read against the dataset: every train tile has a fold or
+    was skipped, and no tile is unknown.
+
+    Raises:
+        InputError: listing every mismatch, naming the file.
+    """
+    _raise(Path(path), _catalog_problems(assignment, catalog))
+
+
+def _catalog_problems(assignment: FoldAssignment, catalog: Catalog) -> list[str]:
+    train = {r.tile_id for r in catalog.train}
+    tile_ids = set(assignment.tile_ids)
+    missing = sorted(train - tile_ids - {t for t, _ in assignment.skipped})
+    unknown = sorted(tile_ids - train)
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} train tile(s) without a fold, e.g. {missing[:5]}")
+    if unknown:
+        problems.append(
+            f"{len(unknown)} tile(s) not among the dataset's train tiles, e.g. {unknown[:5]}"
+        )
+    return problems
+
+
+def _raise(path: Path, problems: list[str]) -> None:
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
         raise InputError(f"{path}: {len(problems)} problem(s):\n{listed}")
-    return FoldAssignment(
-        tuple(tile_ids), tuple(aoi_ids), np.array(folds), tuple(flags), tuple(skipped)
-    )
 
 
 def read_run_folds(
@@ -135,4 +157,5 @@ def read_run_folds(
     serious = [p for p in problems if p.tile_id is None or p.tile_id not in skipped]
     if serious:
         raise DatasetError(serious)
-    return read_folds(path, catalog), catalog
+    check_folds(assignment, catalog, path)
+    return assignment, catalog

@@ -30,7 +30,7 @@ from kelp._files import atomic_path
 from kelp._progress import say, track
 from kelp.data.catalog import TileRecord, scan_catalog
 from kelp.data.folds import FoldAssignment
-from kelp.data.folds_file import read_folds
+from kelp.data.folds_file import check_folds, read_folds
 from kelp.errors import DatasetError, InputError
 from kelp.features.config import FeatureConfig
 from kelp.features.stack import channel_names
@@ -70,12 +70,14 @@ def build_features(config: FeatureConfig, layout: RunLayout) -> dict[str, Any]:
     names = channel_names(config)
     started = time.perf_counter()
     catalog, problems = scan_catalog(data)
-    excused = {t for t, _ in read_folds(folds).skipped}  # left out by the folds stage
+    assignment = read_folds(folds)
+    excused = {t for t, _ in assignment.skipped}  # left out by the folds stage
     serious = [p for p in problems if p.tile_id is None or p.tile_id not in excused]
     if serious and config.on_error == "fail":
         raise DatasetError(serious)
+    if not serious:
+        check_folds(assignment, catalog, folds)
     skipped = [{"tile_id": p.tile_id, "path": str(p.path), "reason": p.message} for p in problems]
-    assignment = read_folds(folds, catalog if not serious else None)
     table_dir = out / "table"
     table_dir.mkdir(parents=True, exist_ok=True)
     collected = Collector(assignment.k, len(names))
