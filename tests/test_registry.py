@@ -194,6 +194,10 @@ def test_meta_models() -> None:
         ConfigError, match=r"compare.1: unknown meta-model 'logistc'; did you mean 'logistic'\?"
     ):
         validate_config(StackConfig, {"compare": ["average", "logistc"]})
+    with pytest.raises(ConfigError, match=r"meta: unknown meta-model 'bets'; did you mean 'best'"):
+        validate_config(StackConfig, {"meta": "bets"})
+    with pytest.raises(ConfigError, match=r"compare.0: unknown meta-model 'best'"):
+        validate_config(StackConfig, {"compare": ["best"]})  # best chooses among them
 
 
 def test_channels() -> None:

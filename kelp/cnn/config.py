@@ -89,7 +89,13 @@ class CnnConfig(Frozen):
         schedule: ``cosine`` (warm-up, then cosine to ``min_lr_ratio * lr``) or
             ``onecycle`` (torch's OneCycleLR peaking at ``lr``).
         min_lr_ratio: final learning rate of the cosine schedule, relative to ``lr``.
-        batch_size: tiles per training and inference batch.
+        batch_size: tiles (or crops) per training batch, tiles per inference batch.
+        crop_size: train on random ``crop_size`` px windows instead of whole tiles (a
+            window centred on a random kelp pixel for half the draws from tiles with kelp,
+            anywhere otherwise); prediction stays on whole tiles. ``None`` = whole tiles.
+        steps_per_epoch: optimiser steps per epoch (``steps_per_epoch * batch_size`` draws);
+            ``None`` = one pass over the training tiles. With it a CPU user sizes training
+            by steps, whatever the number of tiles.
         patience: stop after this many epochs without a better validation score; 0 never
             stops early.
         stop_fraction: share of the training folds' areas held back (area-grouped, kelp on
@@ -127,6 +133,8 @@ class CnnConfig(Frozen):
     schedule: Schedule = "cosine"
     min_lr_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
     batch_size: Annotated[int, Field(ge=1)] = 16
+    crop_size: Annotated[int, Field(ge=32)] | None = None
+    steps_per_epoch: Annotated[int, Field(ge=1)] | None = None
     patience: Annotated[int, Field(ge=0)] = 10
     stop_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     grad_clip: Annotated[float, Field(ge=0)] = 1.0

@@ -21,7 +21,7 @@ from kelp.cnn.normalise import Normaliser
 from kelp.data.catalog import TileRecord
 from kelp.errors import InputError
 
-__all__ = ["IGNORE", "EpochSampler", "TileDataset", "augment", "collate"]
+__all__ = ["IGNORE", "EpochSampler", "TileDataset", "augment", "collate", "random_crop"]
 
 #: Mask value of pixels that carry no label (batch padding); losses ignore it.
 IGNORE = -1
@@ -52,6 +52,36 @@ def augment(
     return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 
+def random_crop(
+    image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` px window of a tile, kelp-weighted.
+
+    For half the draws from a tile with kelp, the window is centred (as far as the tile
+    allows) on a random kelp pixel; otherwise it lies anywhere. A side shorter than
+    ``size`` is kept whole.
+
+    Args:
+        image: ``(C, H, W)``.
+        mask: ``(H, W)`` 0/1.
+        size: window side, px.
+        rng: the randomness.
+
+    Returns:
+        ``(image, mask)`` windows (views).
+    """
+    h, w = mask.shape
+    ch, cw = min(size, h), min(size, w)
+    kelp = np.flatnonzero(mask > 0)
+    if kelp.size and rng.random() < 0.5:
+        y, x = divmod(int(kelp[rng.integers(kelp.size)]), w)
+        top = int(np.clip(y - ch // 2, 0, h - ch))
+        left = int(np.clip(x - cw // 2, 0, w - cw))
+    else:
+        top, left = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+    return image[:, top : top + ch, left : left + cw], mask[top : top + ch, left : left + cw]
+
+
 class TileDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Normalised tiles with their masks as float tensors.
 
@@ -66,6 +96,8 @@ class TileDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         normaliser: the fold's normalisation.
         augment: apply :func:`augment` to items addressed by ``(epoch, index)``.
         seed: seeds the augmentation with the epoch and index.
+        crop: cut a random ``crop`` px window (:func:`random_crop`) from items addressed by
+            ``(epoch, index, draw)``; ``None`` = whole tiles.
     """
 
     def __init__(
@@ -75,35 +107,43 @@ class TileDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         normaliser: Normaliser,
         augment: bool = False,
         seed: int = 0,
+        crop: int | None = None,
     ) -> None:
         self.records = list(records)
         self.source = source
         self.normaliser = normaliser
         self.augment = augment
         self.seed = seed
+        self.crop = crop
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(
+        self, item: int | tuple[int, int] | tuple[int, int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(image (C, H, W) float32, mask (H, W) float32)`` of a tile.
 
         Args:
             item: the tile's index, or ``(epoch, index)`` to augment it with that epoch's
-                draw.
+                draw, or ``(epoch, index, draw)`` to crop and augment it with the draw's
+                own randomness (a tile drawn twice in an epoch gets two windows).
 
         Raises:
             InputError: the tile has no mask, or a NaN/inf would reach the network.
         """
-        epoch, i = item if isinstance(item, tuple) else (None, item)
+        epoch, i, *draw = item if isinstance(item, tuple) else (None, item)
         record = self.records[i]
         raw, mask = self.source(record)
         if mask is None:
             raise InputError(f"tile {record.tile_id} has no kelp mask: it cannot train")
         image = self.normaliser(raw, f"tile {record.tile_id}")
-        if self.augment and epoch is not None:
-            rng = np.random.default_rng([self.seed, epoch, i])
-            image, mask = augment(image, mask, rng)
+        if epoch is not None and (self.augment or (self.crop and draw)):
+            rng = np.random.default_rng([self.seed, epoch, i, *draw])
+            if self.crop and draw:
+                image, mask = random_crop(image, mask, self.crop, rng)
+            if self.augment:
+                image, mask = augment(image, mask, rng)
         return torch.from_numpy(image), torch.from_numpy(mask.astype(np.float32))
 
 
@@ -131,7 +171,7 @@ def collate(
     return images, masks
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
+class EpochSampler(Sampler[tuple[int, int] | tuple[int, int, int]]):
     """The training tiles of each epoch, as ``(epoch, index)`` pairs.
 
     Args:
@@ -141,15 +181,23 @@ class EpochSampler(Sampler[tuple[int, int]]):
             tiles are shuffled.
         kelp_weight: relative weight of a tile with kelp.
         seed: seeds the order with the epoch.
+        draws: items per epoch, ``(epoch, index, draw)`` triples (shuffles are repeated to
+            fill them when not weighted); ``None`` = one ``(epoch, index)`` pair per tile.
     """
 
     def __init__(
-        self, has_kelp: Sequence[bool], weighted: bool, kelp_weight: float, seed: int
+        self,
+        has_kelp: Sequence[bool],
+        weighted: bool,
+        kelp_weight: float,
+        seed: int,
+        draws: int | None = None,
     ) -> None:
         self.has_kelp = list(has_kelp)
         self.weighted = weighted and any(self.has_kelp)
         self.kelp_weight = kelp_weight
         self.seed = seed
+        self.draws = draws
         self.epoch = 1
 
     def set_epoch(self, epoch: int) -> None:
@@ -157,16 +205,20 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.has_kelp)
+        return len(self.has_kelp) if self.draws is None else self.draws
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int] | tuple[int, int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         n = len(self.has_kelp)
+        wanted = len(self)
         if self.weighted:
             weights = torch.tensor(
                 [self.kelp_weight if k else 1.0 for k in self.has_kelp], dtype=torch.double
             )
-            order = torch.multinomial(weights, n, replacement=True, generator=generator)
+            order = torch.multinomial(weights, wanted, replacement=True, generator=generator)
         else:
-            order = torch.randperm(n, generator=generator)
-        return iter([(self.epoch, int(i)) for i in order])
+            passes = [torch.randperm(n, generator=generator) for _ in range(-(-wanted // n))]
+            order = torch.cat(passes)[:wanted]
+        if self.draws is None:
+            return iter([(self.epoch, int(i)) for i in order])
+        return iter([(self.epoch, int(i), d) for d, i in enumerate(order.tolist())])

@@ -159,7 +159,7 @@ def build_fold(ctx: TrainContext, k: int, plan: FoldPlan) -> FoldParts:
     spec = model_lib.ModelSpec.from_config(config)
     model = model_lib.create_model(spec).to(ctx.device)
     optimizer = make_optimizer(model, config)
-    steps = math.ceil(len(train_ids) / config.batch_size)
+    steps = config.steps_per_epoch or math.ceil(len(train_ids) / config.batch_size)
     scheduler = make_scheduler(optimizer, config, steps)
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.precision.scaled)
     loss_fn = make_loss(config.loss)
@@ -205,13 +205,19 @@ def _loaders(
 ) -> tuple[EpochSampler, Loader, Loader]:
     config, records = ctx.config, ctx.inputs.records
     train_set = TileDataset(
-        [records[t] for t in train_ids], ctx.source, normaliser, config.augment, fold_seed
+        [records[t] for t in train_ids],
+        ctx.source,
+        normaliser,
+        config.augment,
+        fold_seed,
+        config.crop_size,
     )
     sampler = EpochSampler(
         [ctx.has_kelp[t] for t in train_ids],
         config.weighted_sampler,
         config.kelp_tile_weight,
         fold_seed,
+        _draws(config, len(train_ids)),
     )
     workers = loader_workers(config.num_workers, ctx.device)
     # One loader per fold: persistent workers keep their tile caches across epochs.
@@ -232,6 +238,13 @@ def _loaders(
         persistent_workers=workers > 0 and bool(val_ids),
     )
     return sampler, loader, val_loader
+
+
+def _draws(config: CnnConfig, n_tiles: int) -> int | None:
+    """Training items per epoch when they are numbered draws (crops, fixed step counts)."""
+    if config.steps_per_epoch is not None:
+        return config.steps_per_epoch * config.batch_size
+    return n_tiles if config.crop_size is not None else None
 
 
 def resume(ctx: TrainContext, k: int, parts: FoldParts) -> Progress:

@@ -10,11 +10,24 @@ from kelp.devices import Device
 from kelp.features.config import SamplingConfig
 from kelp.registry import one_of
 
-__all__ = ["META_MODELS", "MetaName", "PostprocessConfig", "PredictConfig", "StackConfig"]
+__all__ = [
+    "BEST",
+    "META_MODELS",
+    "MetaChoice",
+    "MetaName",
+    "PostprocessConfig",
+    "PredictConfig",
+    "StackConfig",
+]
 
 _Meta = Literal["average", "logistic", "lightgbm"]
 META_MODELS: tuple[_Meta, ...] = get_args(_Meta)
 MetaName = Annotated[_Meta, one_of("meta-model", META_MODELS)]
+BEST = "best"
+MetaChoice = Annotated[
+    Literal["best", "average", "logistic", "lightgbm"],
+    one_of("meta-model", (BEST, *META_MODELS)),
+]
 Morphology = Literal["none", "open", "close"]
 
 
@@ -54,10 +67,13 @@ class StackConfig(Frozen):
     Attributes:
         meta: the meta-model fit on all out-of-fold pixels and used by ``kelp predict``;
             ``logistic`` by default: a calibrated linear fusion of logits that cannot overfit
-            a few hundred tiles.
+            a few hundred tiles. ``best``: for each fold, the compared meta-model with the
+            best pooled Dice on the *other* folds fuses that fold's out-of-fold maps (the
+            nested figure of this choice is the ``stack-best`` row), and the one best on
+            all folds is fit for ``kelp predict``.
         compare: meta-models cross-validated for the comparison table; ``meta`` is always
             among them (added when missing), so its decision is chosen on its own
-            cross-validated maps of this very run.
+            cross-validated maps of this very run; ``best`` chooses among them.
         models: base models to fuse (folder names under ``RUN/oof``); empty = all found.
         sampling: out-of-fold pixels the meta-models are fit on (as in the feature table).
         lightgbm: parameters of the LightGBM meta-model.
@@ -66,7 +82,7 @@ class StackConfig(Frozen):
         grid_tiles: tiles drawn in ``grid.png`` (0 = no picture).
     """
 
-    meta: MetaName = "logistic"
+    meta: MetaChoice = "logistic"
     compare: tuple[MetaName, ...] = META_MODELS
     models: tuple[str, ...] = ()
     sampling: SamplingConfig = SamplingConfig()
@@ -84,7 +100,7 @@ class StackConfig(Frozen):
 
     @model_validator(mode="after")
     def _meta_is_compared(self) -> "StackConfig":
-        if self.meta not in self.compare:
+        if self.meta != BEST and self.meta not in self.compare:
             object.__setattr__(self, "compare", (*self.compare, self.meta))
         return self
 

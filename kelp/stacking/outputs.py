@@ -22,7 +22,7 @@ from kelp.layout import RunLayout
 from kelp.maps import MapStore
 from kelp.metrics import Counts
 from kelp.stacking.choice import Choice
-from kelp.stacking.config import StackConfig
+from kelp.stacking.config import MetaName, StackConfig
 from kelp.stacking.inputs import BaseMaps
 from kelp.stacking.meta import MetaModel, feature_names
 from kelp.stacking.postprocess import Decision, decision_record
@@ -32,17 +32,28 @@ from kelp.stacking.visual import pick_across_range, prediction_grid
 __all__ = ["draw_grid", "load_meta", "stage_manifest", "write_decision", "write_meta"]
 
 
-def write_meta(out: Path, final: MetaModel, config: StackConfig, base: BaseMaps) -> dict[str, Any]:
-    """Write ``meta.joblib`` and ``meta.json`` (returned: what the manifest records)."""
+def write_meta(
+    out: Path,
+    final: MetaModel,
+    name: MetaName,
+    base: BaseMaps,
+    nested_choice: dict[int, MetaName] | None = None,
+) -> dict[str, Any]:
+    """Write ``meta.joblib`` and ``meta.json`` (returned: what the manifest records).
+
+    ``nested_choice``: with ``meta = "best"``, the meta-model that fused each fold.
+    """
     with atomic_path(out / "meta.joblib") as tmp:
         joblib.dump(final, tmp)
     meta_record = {
-        "meta": config.meta,
+        "meta": name,
         "models": list(base.names),
         "keys": dict(zip(base.names, base.keys, strict=True)),
         "features": feature_names(base.names, final.spatial),
         "learned": final.describe(),
     }
+    if nested_choice is not None:
+        meta_record["nested_choice"] = {str(f): m for f, m in nested_choice.items()}
     with atomic_path(out / "meta.json") as tmp:
         tmp.write_text(json.dumps(meta_record, indent=2))
     return meta_record

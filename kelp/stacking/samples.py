@@ -65,7 +65,7 @@ def sample_rows(
     config: StackConfig,
 ) -> tuple[dict[str, Rows], dict[str, Truth]]:
     """Each tile's sampled rows (with spatial features if a meta-model needs them) and truth."""
-    spatial = any(create_meta(m).spatial for m in {*config.compare, config.meta})
+    spatial = any(create_meta(m).spatial for m in config.compare)  # meta is among them
     rows: dict[str, Rows] = {}
     truths: dict[str, Truth] = {}
     for tile_id in track(tile_ids, "sampling out-of-fold pixels"):

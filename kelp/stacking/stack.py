@@ -24,7 +24,7 @@ on the cross-validated fused maps, never on maps a meta-model was fit on.
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kelp import __version__
 from kelp._files import atomic_path
@@ -38,9 +38,9 @@ from kelp.layout import RunLayout, short_hash
 from kelp.maps import finish_store, open_store
 from kelp.oof_report import build_report, write_report
 from kelp.stacking.choice import Choice, choose
-from kelp.stacking.config import StackConfig
+from kelp.stacking.config import BEST, MetaName, StackConfig
+from kelp.stacking.crossval import best_meta, fused_probability, nested_meta, score_folds
 from kelp.stacking.crossval import fit_meta as _fit
-from kelp.stacking.crossval import fused_probability, score_folds
 from kelp.stacking.inputs import BaseMaps, open_base_maps
 from kelp.stacking.outputs import draw_grid, load_meta, stage_manifest, write_decision, write_meta
 from kelp.stacking.samples import sample_rows
@@ -80,6 +80,7 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
     # `_fit` is looked up here, at call time, so that tests can replace it.
     counts = score_folds(tile_ids, rows, truths, base, assignment.k, config, fused_store, _fit)
     comparison = _write_comparison(out, build_report(counts))
+    final_meta = _final_meta(config, counts, assignment.k)
     choice = choose(fused_store, tile_ids, base.fold_of, truths, config)
     finish_store(
         fused_store,
@@ -91,7 +92,9 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
             "key": key,
         },
     )
-    meta_record = write_meta(out, _fit(config.meta, list(rows.values()), config), config, base)
+    final = _fit(final_meta, list(rows.values()), config)
+    chosen = nested_meta(counts, config.compare, assignment.k) if config.meta == BEST else None
+    meta_record = write_meta(out, final, final_meta, base, chosen)
     draw_grid(fused_store, tile_ids, records, truths, choice.decision, out / "grid.png",
               config.grid_tiles, build.band_order)  # fmt: skip
     record = write_decision(out, choice, len(tile_ids))
@@ -102,6 +105,14 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
         tmp.write_text(json.dumps(manifest, indent=2))
     say(_describe(choice))
     return manifest
+
+
+def _final_meta(config: StackConfig, counts: dict[str, Any], k: int) -> MetaName:
+    """The meta-model fit on every fold for `kelp predict`: ``meta``, or with ``best`` the
+    compared one best on all folds' cross-validated maps (train data only)."""
+    if config.meta == BEST:
+        return best_meta(counts, config.compare, range(k))
+    return cast(MetaName, config.meta)
 
 
 def _inputs(

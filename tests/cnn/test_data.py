@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kelp.cnn.channels import ChannelSource
-from kelp.cnn.data import IGNORE, EpochSampler, TileDataset, augment, collate
+from kelp.cnn.data import IGNORE, EpochSampler, TileDataset, augment, collate, random_crop
 from kelp.cnn.normalise import Normaliser
 from kelp.data import open_catalog
 from kelp.features.manifest import read_manifest
@@ -67,6 +67,35 @@ def test_sampler_is_seeded_and_favours_kelp() -> None:
     assert sorted(_draw(EpochSampler([False] * 4, True, 9.0, 0), 1)) == [0, 1, 2, 3]
 
 
+def test_sampler_draws_fill_a_fixed_number_of_items() -> None:
+    plain = EpochSampler([False] * 4, False, 3.0, seed=0, draws=10)
+    weighted = EpochSampler([True, False, False], True, 3.0, seed=0, draws=7)
+    assert len(plain) == 10 and len(weighted) == 7
+    items = list(plain)
+    assert [d for _, _, d in items] == list(range(10))  # numbered draws
+    tiles = [i for _, i, _ in items]
+    assert sorted(tiles[:4]) == sorted(tiles[4:8]) == [0, 1, 2, 3]  # whole shuffles first
+    assert len({i for _, i, _ in weighted}) >= 1 and len(list(weighted)) == 7
+    assert list(plain) == list(EpochSampler([False] * 4, False, 3.0, seed=0, draws=10))
+
+
+def test_random_crop_is_a_window_and_favours_kelp() -> None:
+    image = np.arange(3 * 40 * 50, dtype=np.float32).reshape(3, 40, 50)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[35:, 45:] = 1  # kelp in one corner only
+    hits = 0
+    for n in range(200):
+        img, m = random_crop(image, mask, 16, np.random.default_rng(n))
+        assert img.shape == (3, 16, 16) and m.shape == (16, 16)
+        top, left = divmod(int(img[0, 0, 0]), 50)
+        np.testing.assert_array_equal(img, image[:, top : top + 16, left : left + 16])
+        np.testing.assert_array_equal(m, mask[top : top + 16, left : left + 16])
+        hits += bool(m.any())
+    assert hits > 70  # about half the draws centre on kelp; a uniform window: 3 % of draws
+    small, m = random_crop(image[:, :10], mask[:10], 16, np.random.default_rng(0))
+    assert small.shape == (3, 10, 16) and m.shape == (10, 16)  # a short side stays whole
+
+
 def test_dataset_items(run_dir: tuple[Path, Path]) -> None:
     data, run = run_dir
     stats = read_manifest(run / "features")["normalisation"]["without_fold"]["0"]["channels"]
@@ -83,6 +112,11 @@ def test_dataset_items(run_dir: tuple[Path, Path]) -> None:
     epoch1 = [train[(1, i)][0] for i in range(len(train))]
     assert all(torch.equal(a, train[(1, i)][0]) for i, a in enumerate(epoch1))  # f(epoch, i)
     assert any(not torch.equal(a, train[(2, i)][0]) for i, a in enumerate(epoch1))
+    cropped = TileDataset(records, source, norm, augment=True, seed=3, crop=32)
+    first, first_mask = cropped[(1, 0, 0)]
+    assert first.shape == (len(CHANNELS), 32, 32) and first_mask.shape == (32, 32)
+    assert torch.equal(first, cropped[(1, 0, 0)][0])  # f(epoch, i, draw)
+    assert cropped[(1, 0)][0].shape == (len(CHANNELS), 48, 48)  # no draw: the whole tile
     raw, _ = source(records[0])
     np.testing.assert_array_equal(train[0][0].numpy(), norm(raw))  # a plain index: as is
     test_tile = open_catalog(data).test[0]

@@ -251,3 +251,27 @@ def test_loader_workers_do_not_change_the_result(run_dir: tuple[Path, Path]) -> 
     a = pl.read_csv(run / "cnn" / "fold=0" / "log.csv").drop("seconds")
     b = pl.read_csv(other / "cnn" / "fold=0" / "log.csv").drop("seconds")
     assert a.equals(b)  # augmentation and order depend on (seed, epoch, tile) only
+
+
+def test_crops_and_steps_per_epoch_size_training_and_oof_stays_whole(
+    run_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kelp.cnn.data import TileDataset
+
+    data, run = run_dir
+    config = FAST.model_copy(update={"crop_size": 32, "steps_per_epoch": 3, "batch_size": 2})
+    shapes: list[tuple[int, ...]] = []
+    getitem = TileDataset.__getitem__
+
+    def spy(self: TileDataset, item: object) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = getitem(self, item)  # type: ignore[arg-type]
+        if isinstance(item, tuple):  # training draws, not validation tiles
+            shapes.append(tuple(image.shape[-2:]))
+        return image, mask
+
+    monkeypatch.setattr(TileDataset, "__getitem__", spy)
+    train_cnn(config, RunLayout.of(run, data), folds=[0])
+    assert shapes == [(32, 32)] * (3 * 3 * 2)  # epochs x steps x batch, each a 32 px crop
+    store = MapStore(run / "oof" / "cnn")
+    for tile_id in store.tile_ids():  # prediction on whole tiles
+        assert store.read(tile_id).shape == (48, 48)

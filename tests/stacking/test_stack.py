@@ -215,3 +215,51 @@ def test_no_kelp_to_fit(oof_run: tuple[Path, Path]) -> None:
         write_mask(record.mask, np.zeros((48, 48), np.uint8))
     with pytest.raises(ValueError, match="no kelp pixel"):
         stack_module.stack(FAST, RunLayout.of(run, data))
+
+
+def test_meta_best_fuses_each_fold_with_the_meta_model_chosen_on_the_other_folds(
+    oof_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kelp.stacking.crossval import nested_meta
+    from kelp.thresholds import ThresholdCounts
+
+    data, run = oof_run
+    config = StackConfig.model_validate({**FAST.model_dump(), "meta": "best"})
+    assert config.compare == ("average", "logistic", "lightgbm")  # best adds nothing
+    captured: dict[str, dict[int, ThresholdCounts]] = {}
+    score = stack_module.score_folds
+
+    def spy(*args: object, **kwargs: object) -> dict[str, dict[int, ThresholdCounts]]:
+        captured.update(score(*args, **kwargs))  # type: ignore[arg-type]
+        return captured
+
+    monkeypatch.setattr(stack_module, "score_folds", spy)
+    manifest = stack_module.stack(config, RunLayout.of(run, data))
+    expected = nested_meta(captured, config.compare, 3)
+    assert manifest["meta"]["nested_choice"] == {str(f): m for f, m in expected.items()}
+    for fold, name in expected.items():  # the stack-best row counts the chosen model's maps
+        assert captured["stack-best"][fold] is captured[f"stack-{name}"][fold]
+    assert "stack-best" in manifest["comparison"]
+    assert manifest["meta"]["meta"] in config.compare
+    assert MapStore(run / "stacking" / "oof").manifest()["model"] == "stack-best"
+
+
+def test_nested_meta_choice_never_looks_at_the_scored_fold() -> None:
+    from kelp.stacking.crossval import best_meta, nested_meta
+    from kelp.thresholds import ThresholdCounts
+
+    truth = np.zeros((10, 10), np.uint8)
+    truth[:5] = 1
+    perfect, poor = truth.astype(np.float32), np.full((10, 10), 0.5, np.float32)
+    poor[:5, :3] = 0.0  # misses 15 of 50 kelp pixels at every threshold
+    counts: dict[str, dict[int, ThresholdCounts]] = {
+        "stack-average": {f: ThresholdCounts() for f in range(3)},
+        "stack-logistic": {f: ThresholdCounts() for f in range(3)},
+    }
+    for fold, winner in ((0, "average"), (1, "logistic"), (2, "logistic")):
+        for name in ("average", "logistic"):
+            counts[f"stack-{name}"][fold].update(perfect if name == winner else poor, truth)
+    chosen = nested_meta(counts, ("average", "logistic"), 3)
+    assert chosen[0] == "logistic"  # average is perfect on fold 0, but fold 0 is not looked at
+    assert chosen[1] == chosen[2] == "average"  # a tie on the other folds: the first listed
+    assert best_meta(counts, ("average", "logistic"), range(3)) == "logistic"
