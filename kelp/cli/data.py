@@ -1,5 +1,6 @@
 """`kelp data ...`: synthesise, check, split into folds, pack masks."""
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,13 @@ from kelp.cli.shared import (
 __all__: list[str] = []
 
 
+class SynthPreset(enum.StrEnum):
+    """How hard the synthetic dataset is (see ``kelp.data.synth_hard``)."""
+
+    default = "default"
+    hard = "hard"
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Option(help="Folder to create (must not hold a dataset).")],
@@ -24,16 +32,25 @@ def data_synth(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
     size: Annotated[int, typer.Option(help="Tile side in pixels.")] = 350,
     test_fraction: Annotated[float, typer.Option(help="Share of test tiles.")] = 0.2,
+    preset: Annotated[
+        SynthPreset,
+        typer.Option(
+            help="hard: confounders, faint canopy, miscalibrated dates, kelp-free look-alikes."
+        ),
+    ] = SynthPreset.default,
 ) -> None:
     """Write a synthetic dataset in the Kelp Wanted layout."""
     from kelp.data.synth import synthesize
 
     with errors():
-        s = synthesize(out, tiles, seed=seed, size=size, test_fraction=test_fraction)
+        s = synthesize(
+            out, tiles, seed=seed, size=size, test_fraction=test_fraction, preset=preset.value
+        )
     n = s.n_train + s.n_test
     say(
-        f"wrote {n} tiles ({s.n_train} train, {s.n_test} test, {s.n_areas} areas) to {s.root} "
-        f"in {s.seconds:.1f} s ({n / max(s.seconds, 1e-9):.1f} tiles/s); kelp "
+        f"wrote {n} tiles ({s.preset} preset; {s.n_train} train, {s.n_test} test, "
+        f"{s.n_areas} areas) to {s.root} in {s.seconds:.1f} s "
+        f"({n / max(s.seconds, 1e-9):.1f} tiles/s); kelp "
         f"{100 * s.kelp_fraction:.2f}% of train pixels, {s.tiles_without_kelp} train tiles "
         "without kelp"
     )

@@ -19,12 +19,15 @@ class SynthConfig(Frozen):
         seed: same seed, same files.
         size: tile side in pixels.
         test_fraction: share of test tiles (from places of their own).
+        preset: ``default``, or ``hard``: confounders, faint canopy, miscalibrated dates and
+            kelp-free look-alike areas (see :mod:`kelp.data.synth_hard`).
     """
 
     tiles: Annotated[int, Field(ge=1)] = 200
     seed: int = 0
     size: Annotated[int, Field(ge=32)] = 350
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    preset: Literal["default", "hard"] = "default"
 
 
 class DataConfig(Frozen):

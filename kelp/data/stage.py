@@ -37,8 +37,10 @@ def prepare_dataset(config: DataConfig, layout: RunLayout) -> Path:
     from kelp.data.synth import synthesize
 
     s = config.synth
-    say(f"synthesising {s.tiles} tiles of {s.size} px into {data}")
-    synthesize(data, s.tiles, seed=s.seed, size=s.size, test_fraction=s.test_fraction)
+    say(f"synthesising {s.tiles} tiles of {s.size} px ({s.preset} preset) into {data}")
+    synthesize(
+        data, s.tiles, seed=s.seed, size=s.size, test_fraction=s.test_fraction, preset=s.preset
+    )
     return data
 
 

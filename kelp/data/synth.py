@@ -57,9 +57,19 @@ tiles: windows shifted by up to 20% of the side, a tide flooding the low land (h
 a per-date water level read 0) and void blobs over up to 30% of the tile. Tests and
 ``benchmarks/grouping.py`` use it to check area grouping.
 
+**Hard preset.** ``preset="hard"`` (:mod:`kelp.data.synth_hard`, where every number is
+documented) keeps the plan and the default's draws and adds, from streams of its own (so the
+default's files do not change), what makes real tiles hard: surf, foam, sun glint,
+unlabelled drifting wrack and river plumes that look like kelp pixel by pixel; faint bed
+edges and canopy dimmed by the tide; per-date gain/offset, more haze, cloud edges flagged
+less, shifts of up to 10 px between dates, more DEM voids; annotators who dilate, erode or
+shift beds; and kelp-free look-alike areas (about 12.5% of the tiles, ``kind`` ``inland``,
+``no_dem``, ``all_land`` or ``all_cloud``; the rest ``coast``).
+
 **Extras** (synthetic only, not in ``metadata.csv``): ``test_kelp/<id>_kelp.tif``, the hidden
 labels of the test tiles, and ``synthetic_areas.csv`` (``tile_id,aoi_id,date,split,
-kelp_pixels``), each tile's true area, for scoring area grouping by adjusted Rand index.
+kelp_pixels``, plus ``kind`` with the hard preset), each tile's true area, for scoring area
+grouping by adjusted Rand index.
 """
 
 import csv
@@ -78,6 +88,7 @@ from kelp._files import atomic_path
 from kelp._progress import track
 from kelp.data.io import write_image, write_mask
 from kelp.data.synth_areas import Area, area_dem, make_area, seeded_rng, stress_dems
+from kelp.data.synth_hard import HardArea, area_kinds, hard_area
 from kelp.data.synth_tiles import TilePlan, make_tile
 from kelp.errors import ConfigError
 
@@ -88,6 +99,7 @@ _N_DAYS: Final = (dt.date(2023, 12, 31) - _FIRST_DAY).days
 _DIRS: Final = ("train_satellite", "train_kelp", "test_satellite", "test_kelp")
 _AREAS_CSV: Final = "synthetic_areas.csv"
 _STAGING: Final = ".synth-partial"
+_PRESETS: Final = ("default", "hard")
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,7 @@ class SynthSummary:
         tiles_without_kelp: train tiles whose mask is empty.
         seed: the seed used.
         size: tile side, px.
+        preset: ``default`` or ``hard``.
     """
 
     root: Path
@@ -115,6 +128,7 @@ class SynthSummary:
     tiles_without_kelp: int
     seed: int
     size: int
+    preset: str
 
 
 def _plan(n_tiles: int, seed: int, test_fraction: float) -> tuple[list[TilePlan], int]:
@@ -175,7 +189,11 @@ def _held_out_areas(rng: np.random.Generator, counts: np.ndarray, target: int) -
     return set(chosen)
 
 
-def _check(root: Path, n_tiles: int, seed: int, size: int, test_fraction: float) -> None:
+def _check(
+    root: Path, n_tiles: int, seed: int, size: int, test_fraction: float, preset: str
+) -> None:
+    if preset not in _PRESETS:
+        raise ConfigError(f"preset must be one of {', '.join(_PRESETS)}, got {preset!r}")
     if n_tiles < 1:
         raise ConfigError(f"n_tiles must be at least 1, got {n_tiles}")
     if seed < 0:
@@ -206,6 +224,7 @@ def synthesize(
     seed: int = 0,
     size: int = 350,
     test_fraction: float = 0.2,
+    preset: Literal["default", "hard"] = "default",
 ) -> SynthSummary:
     """Write a synthetic dataset in the Kelp Wanted layout (see the module docstring).
 
@@ -220,31 +239,39 @@ def synthesize(
         size: tile side in px (the real tiles are 350).
         test_fraction: about this share of the tiles are test tiles, all of held-out areas
             (whole areas are train or test; at least one area stays train).
+        preset: ``default``, or ``hard`` for the harder dataset of
+            :mod:`kelp.data.synth_hard` (same tiles, areas and splits).
 
     Returns:
         A :class:`SynthSummary` of the dataset.
 
     Raises:
-        ConfigError: if ``n_tiles < 1``, ``seed < 0``, ``size < 32`` or ``test_fraction`` is
-            outside ``[0, 1)``.
+        ConfigError: if ``n_tiles < 1``, ``seed < 0``, ``size < 32``, ``test_fraction`` is
+            outside ``[0, 1)`` or ``preset`` is unknown.
         FileExistsError: if ``out`` already holds a dataset.
     """
     root = Path(out)
-    _check(root, n_tiles, seed, size, test_fraction)
+    _check(root, n_tiles, seed, size, test_fraction, preset)
     start = time.perf_counter()
     tiles, n_areas = _plan(n_tiles, seed, test_fraction)
+    hard = preset == "hard"
+    counts = np.bincount([t.area for t in tiles], minlength=n_areas).tolist()
+    kinds = area_kinds(counts, seed) if hard else []
     staging = root / _STAGING
     shutil.rmtree(staging, ignore_errors=True)
     for name in _DIRS:  # all four folders exist even when a split is empty
         (staging / name).mkdir(parents=True)
     meta: list[tuple[str, str, str, int, str, bool]] = []
-    areas: list[tuple[str, int, str, str, int]] = []
+    areas: list[tuple[str | int, ...]] = []
     kelp_pixels = tiles_without_kelp = 0
-    cached: tuple[int, Area] | None = None
+    cached: tuple[int, Area, HardArea | None] | None = None
     for tile in track(tiles, f"synthesizing {n_tiles} tiles"):
         if cached is None or cached[0] != tile.area:
-            cached = (tile.area, make_area(seed, tile.area, size))
-        image, mask = make_tile(cached[1], tile, seed, size)
+            if hard:
+                cached = (tile.area, *hard_area(seed, tile.area, size, kinds[tile.area]))
+            else:
+                cached = (tile.area, make_area(seed, tile.area, size), None)
+        image, mask = make_tile(cached[1], tile, seed, size, cached[2])
         files = {
             "satellite": staging / f"{tile.split}_satellite" / f"{tile.tile_id}_satellite.tif",
             "kelp": staging / f"{tile.split}_kelp" / f"{tile.tile_id}_kelp.tif",
@@ -257,12 +284,14 @@ def synthesize(
             row = (tile.tile_id, path.name, _md5(path), path.stat().st_size, kind)
             meta.append((*row, tile.split == "train"))
         n_kelp = int(mask.sum())
-        areas.append((tile.tile_id, tile.area, tile.date.isoformat(), tile.split, n_kelp))
+        record = (tile.tile_id, tile.area, tile.date.isoformat(), tile.split, n_kelp)
+        areas.append((*record, kinds[tile.area]) if hard else record)
         if tile.split == "train":
             kelp_pixels += n_kelp
             tiles_without_kelp += n_kelp == 0
+    columns = ("tile_id", "aoi_id", "date", "split", "kelp_pixels", *(["kind"] if hard else []))
     with (staging / _AREAS_CSV).open("w", newline="") as f:
-        csv.writer(f).writerows([("tile_id", "aoi_id", "date", "split", "kelp_pixels"), *areas])
+        csv.writer(f).writerows([columns, *areas])
     for name in (*_DIRS, _AREAS_CSV):
         os.replace(staging / name, root / name)
     staging.rmdir()
@@ -280,4 +309,5 @@ def synthesize(
         tiles_without_kelp=tiles_without_kelp,
         seed=seed,
         size=size,
+        preset=preset,
     )

@@ -22,6 +22,7 @@ __all__ = [
     "fractal_noise",
     "make_area",
     "seeded_rng",
+    "shift",
     "smooth_noise",
     "stress_dems",
 ]
@@ -32,7 +33,7 @@ MARGIN: Final = 3  # largest shift between the dates of an area, px
 
 @dataclass(frozen=True)
 class Area:
-    """One area's fixed layout on a ``(size + 2 * MARGIN)`` square grid."""
+    """One area's fixed layout on a ``(size + 2 * margin)`` square grid."""
 
     dem: np.ndarray  # int16 metres, 0 at sea
     land: np.ndarray  # float32 land abundance in [0, 1]; > 0.5 exactly where dem > 0
@@ -41,11 +42,22 @@ class Area:
     coast_dist: np.ndarray  # float32 px from each pixel to the nearest land pixel
     near_shore: np.ndarray  # float32 in (0, 1], decays offshore (turbidity)
     kelp_reach: float  # px from shore within which beds grow
+    margin: int = MARGIN  # largest shift of a date's window each way, px
 
 
 def seeded_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     # Independent streams per area/tile make every tile independent of generation order.
     return np.random.default_rng([seed, stream, index])
+
+
+def shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Shift the last two axes by ``(dy, dx)`` px, filling with zeros (no wrap-around)."""
+    out = np.zeros_like(a)
+    h, w = a.shape[-2:]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = a[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
 
 
 @lru_cache(maxsize=4)
@@ -76,10 +88,12 @@ def fractal_noise(
     return total if m == n else ndimage.zoom(total, n / m, order=1, mode="nearest")
 
 
-def make_area(seed: int, index: int, size: int) -> Area:
+def make_area(seed: int, index: int, size: int, margin: int = MARGIN) -> Area:
+    """Area ``index`` of a dataset of ``size`` px tiles whose dates shift by up to ``margin``
+    px each way (the canvas is ``size + 2 * margin`` px)."""
     rng = seeded_rng(seed, 0, index)
     s = size / REF_SIZE
-    n = size + 2 * MARGIN
+    n = size + 2 * margin
     yy, xx = _grid(n)
     kind = rng.choice(3, p=[0.12, 0.15, 0.73])  # almost all sea, mostly land, coast
     land_share = (rng.uniform(0.0, 0.03), rng.uniform(0.75, 0.97), rng.uniform(0.15, 0.7))[kind]
@@ -110,6 +124,7 @@ def make_area(seed: int, index: int, size: int) -> Area:
         coast_dist=coast_dist,
         near_shore=np.exp(-coast_dist / (10 * s)).astype(np.float32),
         kelp_reach=max(1.5, rng.uniform(2, 7) * s),
+        margin=margin,
     )
 
 
