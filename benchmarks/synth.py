@@ -1,6 +1,7 @@
 """Time the synthetic generator: tiles per second for N tiles (default size 350).
 
-Usage: ``python benchmarks/synth.py --tiles 200 [--size 350] [--seed 0] [--out DIR]``.
+Usage: ``python benchmarks/synth.py --tiles 200 [--size 350] [--seed 0] [--preset hard]
+[--out DIR]``.
 Without ``--out`` the tiles go to a temporary directory that is removed afterwards.
 """
 
@@ -18,14 +19,15 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=200)
     parser.add_argument("--size", type=int, default=350)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default="default", choices=("default", "hard"))
     parser.add_argument("--out", type=Path, default=None, help="keep the dataset here")
     args = parser.parse_args()
     set_quiet(True)  # a progress bar would be timed too
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out if args.out is not None else Path(tmp) / "synth"
-        summary = synthesize(out, args.tiles, seed=args.seed, size=args.size)
+        summary = synthesize(out, args.tiles, seed=args.seed, size=args.size, preset=args.preset)
     print(
-        f"{args.tiles} tiles of {args.size} px in {summary.seconds:.2f} s: "
+        f"{args.tiles} {args.preset} tiles of {args.size} px in {summary.seconds:.2f} s: "
         f"{args.tiles / summary.seconds:.1f} tiles/s "
         f"(kelp {summary.kelp_fraction:.2%} of train pixels, "
         f"{summary.tiles_without_kelp}/{summary.n_train} train tiles without kelp)"
