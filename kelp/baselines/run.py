@@ -38,12 +38,12 @@ from kelp.baselines.models import BASELINES, Baseline, create_baseline
 from kelp.baselines.scoring import summarise
 from kelp.baselines.tiles import TileSet
 from kelp.baselines.trees import DEFAULT_MAX_ROWS
-from kelp.data.catalog import Catalog, TileRecord, scan_catalog
+from kelp.data.catalog import Catalog, TileRecord
 from kelp.data.folds import FoldAssignment
-from kelp.data.folds_file import read_folds
+from kelp.data.folds_file import read_run_folds
 from kelp.data.io import read_mask
 from kelp.data.split import plan_fold
-from kelp.errors import DatasetError, InputError
+from kelp.errors import InputError
 from kelp.layout import file_sha256, short_hash
 from kelp.thresholds import ThresholdCounts
 
@@ -94,7 +94,7 @@ def run_baselines(
     for name in names:
         BASELINES.get(name)
     data_root, folds_csv, out_dir = Path(data_root), Path(folds_csv), Path(out_dir)
-    assignment, catalog = _open(data_root, folds_csv)
+    assignment, catalog = read_run_folds(folds_csv, data_root)
     records = {r.tile_id: r for r in catalog.train}
     test = _test_tiles(data_root, catalog)
     common = {
@@ -130,30 +130,6 @@ def run_baselines(
     with atomic_path(out_dir / "baselines.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return result
-
-
-def _open(data_root: Path, folds_csv: Path) -> tuple[FoldAssignment, Catalog]:
-    """The folds file and the dataset, checked against each other with one-line errors."""
-    assignment = read_folds(folds_csv)
-    catalog, problems = scan_catalog(data_root)
-    skipped = {t for t, _ in assignment.skipped}
-    serious = [p for p in problems if p.tile_id is None or p.tile_id not in skipped]
-    if serious:
-        raise DatasetError(serious)
-    train = {r.tile_id for r in catalog.train}
-    unknown = sorted(set(assignment.tile_ids) - train)
-    if unknown:
-        raise InputError(
-            f"{folds_csv}: {len(unknown)} tile(s) are not train tiles of {data_root}, e.g. "
-            f"{unknown[:3]}: give the folds file made for this dataset (`kelp data folds`)"
-        )
-    missing = sorted(train - set(assignment.tile_ids) - skipped)
-    if missing:
-        raise InputError(
-            f"{folds_csv}: {len(missing)} train tile(s) of {data_root} have no fold, e.g. "
-            f"{missing[:3]}: give the folds file made for this dataset (`kelp data folds`)"
-        )
-    return assignment, catalog
 
 
 def _test_tiles(data_root: Path, catalog: Catalog) -> dict[str, tuple[TileRecord, Path]]:
