@@ -1,40 +1,50 @@
-"""Benchmark the out-of-fold-to-test gap: is the fused OOF figure an honest forecast of test?
+"""Quality on the hard preset: nested OOF and held-out test Dice of every model, baselines too.
 
-    python benchmarks/quality.py --out runs/quality            # one run: data, pipeline, scores
-    python benchmarks/quality.py --table runs/q-before/quality.json runs/q-after/quality.json
+    python benchmarks/quality.py --seed 0 --out runs/quality-s0      # one generator seed
+    python benchmarks/quality.py --table runs/quality-s0/quality.json runs/quality-s1/quality.json
 
-Synthesises (or reuses) a dataset at ``--data`` (default ``OUT/data``: ``--tiles`` tiles of
-``--size`` px whose test tiles come from held-out places), runs ``kelp run`` on it with a
-CPU-sized config written to ``OUT/quality.toml`` (two tree models and a small U-Net, 5
-area-grouped folds), scores the test masks with ``kelp evaluate`` against ``test_kelp/`` and
-writes ``OUT/quality.json``:
+One seed: synthesises ``--tiles`` tiles of ``--size`` px with ``kelp data synth --preset
+hard`` (test tiles from held-out places), runs ``kelp run`` with the CPU-sized config written
+to ``OUT/quality.toml`` (four tree models, a U-Net trained on crops for a fixed number of
+steps, ``meta = "best"``, 5 area-grouped folds), trains the published recipes of
+:mod:`kelp.baselines` on the same ``folds.csv``, and writes ``OUT/quality.json`` with one row
+per model:
 
-- ``oof_in_sample``: the Dice that ``decision.json`` reports, maximised on the very OOF maps
-  it is reported on (optimistic by construction);
-- ``oof_nested_threshold``: computed here from ``RUN/stacking/oof/`` (the fused OOF maps)
-  with every fold's threshold chosen on the other folds, no post-processing;
-- ``oof_nested``: the pipeline's own nested figure (threshold and post-processing chosen on
-  the other folds), when the pipeline reports one;
-- ``test``: global Dice of ``RUN/predictions`` on the held-out test tiles.
+- ``oof_nested``: global Dice over the out-of-fold tiles, each fold at the threshold chosen
+  on the other folds (for the fused masks: threshold and post-processing, as
+  ``decision.json`` reports);
+- ``test``: global Dice on the held-out test tiles, at the threshold chosen on all
+  out-of-fold tiles (for a base model: its fold ensemble, the mean of its fold models'
+  logits, as ``kelp predict`` feeds the stacker; for the fused masks: ``RUN/predictions``);
+- ``no_kelp_marked``: share of pixels marked kelp on the test tiles of the preset's no-kelp
+  areas (inland, DEM missing, all land, all cloud), where any mark is wrong.
 
-The script only reads files (``folds.csv``, ``.npy`` maps, masks), so it scores any version
-of ``kelp``: run an older checkout with ``PYTHONPATH=<checkout>`` on the same ``--data`` for
-a before/after comparison; ``--table`` prints several results side by side.
+Every step resumes: the dataset, the run (``kelp run`` skips what is done), the baselines
+(per fold) and the scores are kept in ``OUT``; an interrupted seed is finished by running the
+same command again. ``--table`` prints several seeds side by side with the mean and spread.
+
+A tree variant is tried on a finished seed, on its folds and (unless the fragment has a
+``[features]`` table, then rebuilt) its feature table:
+
+    python benchmarks/quality.py --seed 0 --out runs/quality-s0 --variant lr05 --toml lr05.toml
+
+trains ``kelp train-trees`` with the ``[tabular]`` table of ``lr05.toml`` in
+``OUT/variants/lr05`` and adds rows ``<model> (lr05)`` to ``quality.json``, scored the same
+way (nested OOF; test through the fold ensemble at the pooled OOF threshold).
 """
 
 import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-
-THRESHOLDS = np.round(np.arange(0.02, 0.99, 0.01), 2)
 
 CONFIG = """\
 name = "quality"
@@ -50,154 +60,369 @@ seed = 0
 [features]
 workers = 2
 
-[features.sampling]
-n_random = 1000
-
 [tabular]
 models = [{models}]
-max_rounds = 400
-early_stopping_rounds = 30
+n_jobs = 2
 
 [cnn]
 encoder = "resnet18"
 encoder_depth = 4
 decoder_channels = [64, 32, 16, 16]
 epochs = {epochs}
+steps_per_epoch = {steps}
+crop_size = 128
 warmup_epochs = 1.0
 lr = 2e-3
 batch_size = 8
 patience = 0
 tta = false
+num_workers = 0
 
 [stacking]
-meta = "logistic"
-compare = ["average", "logistic"]
+meta = "best"
 
 [predict]
 on_error = "skip"
 """
+
+NO_KELP_KINDS = ("inland", "no_dem", "all_land", "all_cloud")
 
 
 def _kelp(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "kelp", "-q", *args], check=True)
 
 
-def _mask(path: Path) -> np.ndarray:
-    with rasterio.open(path) as src:
-        return src.read(1).astype(bool)
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
 
 
-def _dice(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
-    denom = 2 * tp + fp + fn
-    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 1.0)
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    tmp.replace(path)
 
 
-def nested_threshold_dice(run: Path, data: Path) -> dict[str, Any]:
-    """Global Dice of the fused OOF maps, each fold's threshold chosen on the other folds."""
-    with open(run / "folds.csv", newline="") as f:
-        fold_of = {row["tile_id"]: int(row["fold"]) for row in csv.DictReader(f)}
-    k = max(fold_of.values()) + 1
-    counts = np.zeros((k, 3, len(THRESHOLDS)))  # per fold: tp, fp, fn at each threshold
-    for tile_id, fold in fold_of.items():
-        prob = np.load(run / "stacking" / "oof" / f"{tile_id}.npy").astype(np.float32)
-        truth = _mask(data / "train_kelp" / f"{tile_id}_kelp.tif")
-        pred = prob[None] >= THRESHOLDS[:, None, None]
-        tp = (pred & truth).sum(axis=(1, 2))
-        counts[fold] += [tp, pred.sum(axis=(1, 2)) - tp, truth.sum() - tp]
-    pooled = np.zeros(3)
-    chosen = []
-    for fold in range(k):
-        other = counts.sum(axis=0) - counts[fold]
-        best = int(np.argmax(_dice(*other)))
-        chosen.append(float(THRESHOLDS[best]))
-        pooled += counts[fold][:, best]
-    total = counts.sum(axis=0)
+def _timed(out: Path, name: str, step: Any) -> Any:
+    """Run ``step()`` once: its result (and seconds) are kept in ``OUT/<name>.json``."""
+    path = out / f"{name}.json"
+    if path.is_file():
+        return _read_json(path)
+    started = time.perf_counter()
+    result = step()
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    _write_json(path, result)
+    return result
+
+
+def _kinds(data: Path) -> dict[str, str]:
+    """Tile id -> the area's kind (``coast`` when the dataset does not say)."""
+    with (data / "synthetic_areas.csv").open(newline="") as f:
+        return {row["tile_id"]: row.get("kind") or "coast" for row in csv.DictReader(f)}
+
+
+def score_base_models(run: Path, data: Path) -> dict[str, Any]:
+    """Test Dice of each base model's fold ensemble, the mean logit and the meta-model alone.
+
+    Each at the threshold best on its pooled out-of-fold counts (``comparison.json``).
+    """
+    from kelp.data.catalog import open_catalog
+    from kelp.data.io import read_mask
+    from kelp.data.tile import load_tile
+    from kelp.features.channels import land_mask
+    from kelp.maps import sigmoid
+    from kelp.stacking.predict import BaseEnsemble
+    from kelp.stacking.stack import fused_probability, load_meta
+    from kelp.thresholds import ThresholdCounts
+
+    stacking = _read_json(run / "stacking" / "manifest.json")
+    comparison = _read_json(run / "stacking" / "comparison.json")["models"]
+    meta, record, _ = load_meta(run)
+    ensemble = BaseEnsemble(run, stacking, device="cpu")
+    final = f"stack-{record['meta']}"
+    names = [*ensemble.names, "mean-logit", final]
+    counts = {name: ThresholdCounts() for name in names}
+    for rec in open_catalog(data).test:
+        tile = load_tile(rec, ensemble.band_order)
+        truth = read_mask(data / "test_kelp" / f"{rec.tile_id}_kelp.tif")
+        logits = ensemble.logits(tile)
+        probs = [sigmoid(z) for z in logits]
+        probs += [sigmoid(logits.mean(axis=0)), fused_probability(meta, logits, land_mask(tile))]
+        for name, prob in zip(names, probs, strict=True):
+            counts[name].update(prob, truth)
+    rows = {}
+    for name in names:
+        # with meta = "best" the OOF row is the nested figure of choosing the meta-model;
+        # the test row is the meta-model it chose on all folds, as `kelp predict` uses it
+        label, oof = name, comparison[name]
+        if name == final and "stack-best" in comparison:
+            label, oof = f"stack-best ({record['meta']})", comparison["stack-best"]
+        threshold = comparison[name]["overall"]["best"]["threshold"]
+        rows[label] = {
+            "oof_nested": oof["nested"]["dice"],
+            "threshold": threshold,
+            "test": counts[name].at(threshold).dice,
+        }
+    return {"rows": rows}
+
+
+def score_tree_run(run: Path, data: Path) -> dict[str, Any]:
+    """Nested OOF and test Dice of every tree model of a run that has no stacking."""
+    from kelp.data.catalog import open_catalog
+    from kelp.data.io import read_mask
+    from kelp.data.tile import load_tile
+    from kelp.features.manifest import read_build
+    from kelp.features.stack import build_channels
+    from kelp.maps import MapStore, sigmoid
+    from kelp.oof_report import nested_entry
+    from kelp.tabular.predict import fold_logits, load_fold_models, pixel_rows
+    from kelp.thresholds import ThresholdCounts
+
+    with (run / "folds.csv").open(newline="") as f:
+        fold_of = {r["tile_id"]: int(r["fold"]) for r in csv.DictReader(f) if r["fold"] != ""}
+    trees = [p for p in (run / "oof").iterdir() if (run / "tabular" / p.name).is_dir()]
+    names = sorted(p.name for p in trees if (p / "manifest.json").is_file())
+    rows: dict[str, Any] = {}
+    build = read_build(run / "features")
+    catalog = open_catalog(data)
+    truths = {r.tile_id: r for r in catalog.train}
+    for name in names:
+        store = MapStore(run / "oof" / name)
+        by_fold = {k: ThresholdCounts() for k in sorted(set(fold_of.values()))}
+        for tile_id, k in fold_of.items():
+            if tile_id in truths:
+                truth = read_mask(truths[tile_id].mask)
+                by_fold[k].update(sigmoid(store.read(tile_id)), truth)
+        pooled = by_fold[0]
+        for k in list(by_fold)[1:]:
+            pooled = pooled + by_fold[k]
+        threshold, _ = pooled.best()
+        models = list(load_fold_models(run, name).values())
+        test = ThresholdCounts()
+        for rec in catalog.test:
+            tile = load_tile(rec, build.band_order)
+            stack, _ = build_channels(tile, build.config)
+            prob = sigmoid(fold_logits(models, pixel_rows(stack)).reshape(tile.shape))
+            test.update(prob, read_mask(data / "test_kelp" / f"{rec.tile_id}_kelp.tif"))
+        nested = nested_entry(by_fold)
+        assert nested is not None
+        rows[name] = {
+            "oof_nested": nested["dice"],
+            "threshold": threshold,
+            "test": test.at(threshold).dice,
+        }
+    return {"rows": rows}
+
+
+def run_variant(args: argparse.Namespace) -> dict[str, Any]:
+    """Train and score a tree variant on a finished seed's folds (see the module docstring)."""
+    import shutil
+    import tomllib
+
+    out = args.out.resolve()
+    data, run = out / "data", out / "quality"
+    result = _read_json(out / "quality.json")
+    fragment = tomllib.loads(args.toml.read_text())
+    vrun = out / "variants" / args.variant
+    vrun.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.toml, vrun / "variant.toml")
+    if not (vrun / "folds.csv").is_file():
+        shutil.copyfile(run / "folds.csv", vrun / "folds.csv")
+    if "features" in fragment:
+        _kelp("build-features", str(data), "--run", str(vrun), "--config", str(args.toml))
+    elif not (vrun / "features").exists():
+        (vrun / "features").symlink_to(run / "features")
+    started = time.perf_counter()
+    _kelp("train-trees", str(data), "--run", str(vrun), "--config", str(args.toml))
+    seconds = time.perf_counter() - started
+    scores = _timed(vrun, "test_trees", lambda: score_tree_run(vrun, data))
+    for name, row in scores["rows"].items():
+        result["rows"][f"{name} ({args.variant})"] = {
+            "oof_nested": row["oof_nested"],
+            "test": row["test"],
+        }
+    result.setdefault("variants", {})[args.variant] = {
+        "toml": args.toml.read_text(),
+        "train_seconds": round(seconds, 1),
+    }
+    _write_json(out / "quality.json", result)
+    return result
+
+
+def score_masks(run: Path, data: Path) -> dict[str, Any]:
+    """The fused masks: test Dice of ``kelp predict``'s, and marks on no-kelp tiles.
+
+    Marks are counted per area kind on the test masks and on the out-of-fold masks of the
+    train tiles (``stacking/oof/`` under the decision, as ``kelp predict`` would draw them
+    with the fold model that held the tile out: honest, and the only look at kinds that the
+    held-out places lack).
+    """
+    from kelp.data.catalog import open_catalog
+    from kelp.data.io import read_mask
+    from kelp.data.tile import load_tile
+    from kelp.features.channels import land_mask
+    from kelp.maps import MapStore
+    from kelp.metrics import Counts
+    from kelp.stacking.postprocess import Decision
+
+    kinds = _kinds(data)
+    marks: dict[str, dict[str, list[int]]] = {"test": {}, "oof": {}}
+
+    def mark(where: str, tile_id: str, pred: np.ndarray) -> None:
+        kind = kinds.get(tile_id, "coast")
+        if kind in NO_KELP_KINDS:
+            seen = marks[where].setdefault(kind, [0, 0, 0])
+            seen[0] += int(pred.sum())
+            seen[1] += pred.size
+            seen[2] += 1
+
+    total = Counts(tp=0, fp=0, fn=0, tn=0)
+    for path in sorted((run / "predictions").glob("*_kelp.tif")):
+        pred = read_mask(path).astype(bool)
+        truth = read_mask(data / "test_kelp" / path.name).astype(bool)
+        tp = int((pred & truth).sum())
+        total = total + Counts(
+            tp=tp, fp=int(pred.sum()) - tp, fn=int(truth.sum()) - tp, tn=int((~pred & ~truth).sum())
+        )
+        mark("test", path.name.removesuffix("_kelp.tif"), pred)
+    record = _read_json(run / "stacking" / "decision.json")
+    decision = Decision(
+        **{f: record[f] for f in ("threshold", "land_mask", "min_area", "morphology")}
+    )
+    store = MapStore(run / "stacking" / "oof")
+    for rec in open_catalog(data).train:
+        if kinds.get(rec.tile_id) in NO_KELP_KINDS and store.has(rec.tile_id):
+            land = land_mask(load_tile(rec))
+            mark("oof", rec.tile_id, decision.apply(store.read(rec.tile_id), land).astype(bool))
     return {
-        "dice": float(_dice(*pooled)),
-        "thresholds": chosen,
-        "in_sample_best": float(_dice(*total).max()),
+        "test": total.dice,
+        "oof_nested": record["dice"],
+        "oof_in_sample": record["in_sample"]["dice"],
+        "no_kelp": {
+            where: {k: {"marked": m / n, "tiles": t} for k, (m, n, t) in by_kind.items()}
+            for where, by_kind in marks.items()
+        },
     }
 
 
 def run_once(args: argparse.Namespace) -> dict[str, Any]:
-    """Synthesise, run the pipeline, score; returns what is written to ``quality.json``."""
+    """One generator seed end to end; returns what is written to ``quality.json``."""
     out = args.out.resolve()
-    data = (args.data or out / "data").resolve()
-    if not (data / "metadata.csv").is_file():
-        _kelp("data", "synth", "--out", str(data), "--tiles", str(args.tiles),
-              "--size", str(args.size), "--seed", str(args.seed))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
+    data = out / "data"
+    if not (data / "metadata.csv").is_file():
+        sizes = ("--tiles", str(args.tiles), "--size", str(args.size))
+        _kelp("data", "synth", "--out", str(data), *sizes, "--seed", str(args.seed),
+              "--preset", args.preset)  # fmt: skip
     config = out / "quality.toml"
     models = ", ".join(f'"{m}"' for m in args.models.split(","))
-    config.write_text(
-        CONFIG.format(runs_dir=out, data=data, k=args.k, models=models, epochs=args.epochs)
-    )
-    _kelp("run", str(config))
+    values = {"runs_dir": out, "data": data, "k": args.k, "models": models}
+    config.write_text(CONFIG.format(**values, epochs=args.epochs, steps=args.steps))
     run = out / "quality"
-    scores = out / "test_scores.json"
-    _kelp("evaluate", "--pred", str(run / "predictions"), "--truth", str(data / "test_kelp"),
-          "--out", str(scores))  # fmt: skip
-    test = json.loads(scores.read_text())
-    decision = json.loads((run / "stacking" / "decision.json").read_text())
-    nested = nested_threshold_dice(run, data)
-    commit = subprocess.run(
-        ["git", "-C", os.environ.get("PYTHONPATH", "."), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    started = time.perf_counter()
+    _kelp("run", str(config))
+    run_seconds = time.perf_counter() - started
+
+    def baselines() -> dict[str, Any]:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before scikit-learn loads
+        from kelp.baselines import run_baselines
+
+        return run_baselines(data, run / "folds.csv", out / "baselines", seed=args.seed,
+                             max_rows=args.baseline_rows)  # fmt: skip
+
+    base = _timed(out, "baselines", baselines)
+    models_scores = _timed(out, "test_models", lambda: score_base_models(run, data))
+    masks = _timed(out, "test_masks", lambda: score_masks(run, data))
+    rows = {
+        name: {"oof_nested": r["oof_nested"], "test": r["test"]}
+        for name, r in base["baselines"].items()
+    }
+    rows.update(models_scores["rows"])
+    rows["fused masks"] = {"oof_nested": masks["oof_nested"], "test": masks["test"]}
     result = {
-        "label": args.label or commit,
-        "commit": commit,
-        "data": str(data),
+        "seed": args.seed,
+        "preset": args.preset,
         "tiles": args.tiles,
         "size": args.size,
-        "k": args.k,
-        "epochs": args.epochs,
-        "models": args.models,
-        "oof_in_sample": decision.get("in_sample", decision).get("dice"),
-        "oof_nested_threshold": nested["dice"],
-        "nested_thresholds": nested["thresholds"],
-        "oof_nested": decision.get("nested", {}).get("dice"),
-        "test": test.get("dice", test.get("global", {}).get("dice")),
-        "run_seconds": json.loads((run / "run.json").read_text()).get("seconds"),
+        "areas": len({row for row in _area_ids(data)}),
+        "rows": rows,
+        "no_kelp": masks["no_kelp"],
+        "fused_oof_in_sample": masks["oof_in_sample"],
+        "run_seconds": round(run_seconds, 1),
+        "stage_seconds": _stage_seconds(run),
+        "baseline_seconds": base.get("seconds"),
     }
-    (out / "quality.json").write_text(json.dumps(result, indent=2))
+    _write_json(out / "quality.json", result)
     return result
 
 
+def _area_ids(data: Path) -> list[str]:
+    with (data / "synthetic_areas.csv").open(newline="") as f:
+        return [row["aoi_id"] for row in csv.DictReader(f)]
+
+
+def _stage_seconds(run: Path) -> dict[str, Any]:
+    record = _read_json(run / "run.json")
+    stages = record.get("stages", {})
+    return {name: s.get("seconds") for name, s in stages.items() if isinstance(s, dict)}
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
-    """One row per result: OOF figures, test Dice and the gaps."""
-
-    def fmt(x: float | None) -> str:
-        return "—" if x is None else f"{x:.4f}"
-
-    print("| version | OOF in-sample | OOF nested (threshold) | OOF nested (pipeline) | test "
-          "| test - in-sample | test - nested |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    """One row per model: nested OOF and test Dice per seed, then the mean and spread."""
+    names = list(dict.fromkeys(n for r in results for n in r["rows"]))
+    seeds = [str(r["seed"]) for r in results]
+    head = " | ".join(f"OOF s{s} | test s{s}" for s in seeds)
+    print(f"| model | {head} | test mean ± sd |")
+    print("|---|" + "---|" * (2 * len(seeds) + 1))
+    for name in names:
+        cells, tests = [], []
+        for r in results:
+            row = r["rows"].get(name)
+            if row is None:
+                cells += ["—", "—"]
+                continue
+            cells += [f"{row['oof_nested']:.4f}", f"{row['test']:.4f}"]
+            tests.append(row["test"])
+        spread = statistics.stdev(tests) if len(tests) > 1 else 0.0
+        mean = f"{np.mean(tests):.4f} ± {spread:.4f}" if tests else "—"
+        print(f"| {name} | {' | '.join(cells)} | {mean} |")
     for r in results:
-        nested = r["oof_nested"] if r["oof_nested"] is not None else r["oof_nested_threshold"]
+        shown = "; ".join(
+            f"{where} {kind} {100 * v['marked']:.3f} % ({v['tiles']} tiles)"
+            for where, by_kind in r["no_kelp"].items()
+            for kind, v in sorted(by_kind.items())
+        )
         print(
-            f"| {r['label']} | {fmt(r['oof_in_sample'])} | {fmt(r['oof_nested_threshold'])} "
-            f"| {fmt(r['oof_nested'])} | {fmt(r['test'])} "
-            f"| {r['test'] - r['oof_in_sample']:+.4f} | {r['test'] - nested:+.4f} |"
+            f"\nseed {r['seed']}: {r['tiles']} tiles of {r['size']} px from {r['areas']} areas; "
+            f"pixels marked kelp on no-kelp tiles: {shown or 'none'}; kelp run "
+            f"{r['run_seconds'] / 60:.1f} min, baselines "
+            f"{(r['baseline_seconds'] or 0) / 60:.1f} min"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/quality"))
-    parser.add_argument("--data", type=Path, default=None, help="default OUT/data")
-    parser.add_argument("--tiles", type=int, default=250, help="train + test tiles")
+    parser.add_argument("--out", type=Path, default=None, help="default runs/quality-s<SEED>")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed")
+    parser.add_argument("--preset", default="hard", choices=("default", "hard"))
+    parser.add_argument("--tiles", type=int, default=260, help="train + test tiles")
     parser.add_argument("--size", type=int, default=350)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--models", default="lightgbm,xgboost")
-    parser.add_argument("--label", default=None)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=20, help="CNN steps per epoch")
+    parser.add_argument("--models", default="lightgbm,xgboost,catboost,random_forest")
+    parser.add_argument("--baseline-rows", type=int, default=8_000_000)
     parser.add_argument("--table", type=Path, nargs="+", help="print these quality.json files")
+    parser.add_argument("--variant", default=None, help="name of a tree variant to try")
+    parser.add_argument("--toml", type=Path, default=None, help="the variant's config fragment")
     args = parser.parse_args()
     if args.table:
-        print_table([json.loads(p.read_text()) for p in args.table])
+        print_table([_read_json(p) for p in args.table])
+        return
+    args.out = args.out or Path(f"runs/quality-s{args.seed}")
+    if args.variant:
+        if args.toml is None:
+            parser.error("--variant needs --toml FILE with a [tabular] table")
+        print_table([run_variant(args)])
         return
     print_table([run_once(args)])
 
