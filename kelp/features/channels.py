@@ -16,26 +16,27 @@ __all__ = [
     "dem_metres",
     "land_closeness",
     "land_mask",
+    "missing_to_nan",
     "spectral_bands",
-    "water_offsets",
+    "water_medians",
 ]
 
 SPECTRAL_BANDS = ("swir", "nir", "red", "green", "blue")
 
 
+def missing_to_nan(values: np.ndarray) -> np.ndarray:
+    """Integer DNs as float32, NaN where missing (``-32768``)."""
+    return np.where(values == MISSING, np.float32(np.nan), values.astype(np.float32))
+
+
 def spectral_bands(tile: Tile) -> dict[str, np.ndarray]:
     """The five reflective bands as ``(H, W) float32`` raw DNs, NaN where missing."""
-    out = {}
-    for name in SPECTRAL_BANDS:
-        band = tile.band(name)  # type: ignore[arg-type]
-        out[name] = np.where(band == MISSING, np.float32(np.nan), band.astype(np.float32))
-    return out
+    return {name: missing_to_nan(tile.band(name)) for name in SPECTRAL_BANDS}  # type: ignore[arg-type]
 
 
 def dem_metres(tile: Tile) -> np.ndarray:
     """The DEM as ``(H, W) float32`` metres, NaN where missing."""
-    dem = tile.band("dem")
-    return np.where(dem == MISSING, np.float32(np.nan), dem.astype(np.float32))
+    return missing_to_nan(tile.band("dem"))
 
 
 def land_mask(tile: Tile) -> np.ndarray:
@@ -65,20 +66,19 @@ def land_closeness(land: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + 0.1 * distance)).astype(np.float32)
 
 
-def water_offsets(bands: dict[str, np.ndarray], clear: np.ndarray) -> dict[str, np.ndarray]:
-    """Each band minus its median over clear water: removes per-date illumination and haze.
+def water_medians(bands: dict[str, np.ndarray], clear: np.ndarray) -> dict[str, np.float32]:
+    """Each band's median over clear water; ``band - median`` removes per-date illumination
+    and haze (the ``<band>_offset`` channels).
 
     Args:
         bands: ``(H, W) float32`` bands with NaN for missing.
         clear: ``(H, W) bool`` clear-water mask.
 
     Returns:
-        ``(H, W) float32`` per band; all NaN when the tile has no clear water.
+        The median per band; NaN when the tile has no clear water (every offset NaN).
     """
-    out = {}
-    for name, band in bands.items():
-        if clear.any():
-            out[name] = band - np.float32(np.median(band[clear]))
-        else:
-            out[name] = np.full(band.shape, np.nan, np.float32)
-    return out
+    any_clear = bool(clear.any())
+    return {
+        name: np.float32(np.median(band[clear])) if any_clear else np.float32(np.nan)
+        for name, band in bands.items()
+    }

@@ -40,8 +40,17 @@ def nan_gaussian(x: np.ndarray, sigma: float, weight: np.ndarray | None = None) 
     if valid.all():
         return ndimage.gaussian_filter(x, sigma, mode="reflect")
     if weight is None:
-        weight = ndimage.gaussian_filter(valid.astype(np.float32), sigma, mode="reflect")
-    smoothed = ndimage.gaussian_filter(np.where(valid, x, 0).astype(np.float32), sigma)
+        weight = _weight(valid, sigma)
+    return _normalised(np.where(valid, x, np.float32(0)), sigma, weight)
+
+
+def _weight(valid: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(valid.astype(np.float32), sigma, mode="reflect")
+
+
+def _normalised(filled: np.ndarray, sigma: float, weight: np.ndarray) -> np.ndarray:
+    """``g * (x v) / g * v`` from ``filled = x v`` and ``weight = g * v``."""
+    smoothed = ndimage.gaussian_filter(filled, sigma, mode="reflect")
     with np.errstate(invalid="ignore", divide="ignore"):
         out = smoothed / weight
     out[weight < _MIN_WEIGHT] = np.nan
@@ -53,16 +62,28 @@ def filter_names(channel: str, sigmas: Sequence[float], kinds: Sequence[FilterKi
     return [f"{channel}_{kind}_s{sigma:g}" for sigma in sigmas for kind in kinds]
 
 
-def filter_bank(x: np.ndarray, sigmas: Sequence[float], kinds: Sequence[FilterKind]) -> np.ndarray:
+def filter_bank(
+    x: np.ndarray,
+    sigmas: Sequence[float],
+    kinds: Sequence[FilterKind],
+    weights: dict[float, np.ndarray] | None = None,
+    pixels: np.ndarray | None = None,
+) -> np.ndarray:
     """Apply every filter kind at every scale to one channel.
 
     Args:
         x: ``(H, W) float32`` with NaN for missing.
         sigmas: scales in pixels; each must not exceed the tile's shorter side.
         kinds: filters to compute (see the module docstring).
+        weights: ``g_sigma * v`` by sigma for ``x``'s valid mask ``v``, filled in as they
+            are computed: pass the same dict for channels with the same valid mask (bands
+            missing at the same pixels) and each is computed once.
+        pixels: flat pixel indices: return the filtered values there only (each filter
+            is still computed on the whole tile).
 
     Returns:
-        ``(len(sigmas) * len(kinds), H, W) float32`` in :func:`filter_names` order.
+        ``(len(sigmas) * len(kinds), H, W) float32`` in :func:`filter_names` order;
+        ``(len(sigmas) * len(kinds), N) float32`` at ``N`` pixels.
 
     Raises:
         ConfigError: a sigma larger than the tile.
@@ -74,24 +95,34 @@ def filter_bank(x: np.ndarray, sigmas: Sequence[float], kinds: Sequence[FilterKi
             f"filter sigma(s) {too_big} px larger than the {x.shape[0]}x{x.shape[1]} tile: "
             "lower filters.sigmas"
         )
-    out = np.empty((len(sigmas) * len(kinds), *x.shape), np.float32)
-    weights: dict[float, np.ndarray] = {}
+    shape = x.shape if pixels is None else pixels.shape
+    out = np.empty((len(sigmas) * len(kinds), *shape), np.float32)
     valid = ~np.isnan(x)
+    complete = bool(valid.all())
+    filled = x if complete else np.where(valid, x, np.float32(0))
+    weights = {} if weights is None else weights
+
+    def smooth(s: float) -> np.ndarray:
+        if complete:
+            return ndimage.gaussian_filter(x, s, mode="reflect")
+        if s not in weights:
+            weights[s] = _weight(valid, s)
+        return _normalised(filled, s, weights[s])
+
+    def at(values: np.ndarray) -> np.ndarray:
+        return values if pixels is None else values.reshape(-1)[pixels]
+
     for i, sigma in enumerate(sigmas):
-        for s in (sigma, _DOG_RATIO * sigma) if "dog" in kinds else (sigma,):
-            if not valid.all() and s not in weights:
-                weights[s] = ndimage.gaussian_filter(valid.astype(np.float32), s)
-        smooth = nan_gaussian(x, sigma, weights.get(sigma))
+        smoothed = smooth(sigma)
         for j, kind in enumerate(kinds):
             k = i * len(kinds) + j
             if kind == "gaussian":
-                out[k] = smooth
+                out[k] = at(smoothed)
             elif kind == "gradient":
-                gy, gx = np.gradient(smooth)
-                out[k] = np.hypot(gy, gx)
+                gy, gx = np.gradient(smoothed)
+                out[k] = at(np.hypot(gy, gx))
             elif kind == "log":
-                out[k] = ndimage.laplace(smooth) * np.float32(sigma**2)
+                out[k] = at(ndimage.laplace(smoothed) * np.float32(sigma**2))
             else:
-                fine = _DOG_RATIO * sigma
-                out[k] = smooth - nan_gaussian(x, fine, weights.get(fine))
+                out[k] = at(smoothed - smooth(_DOG_RATIO * sigma))
     return out

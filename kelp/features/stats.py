@@ -20,7 +20,7 @@ import numpy as np
 
 from kelp.features.sampling import KINDS, tile_rng
 
-__all__ = ["Collector", "Stats", "TileSummary", "normalisation", "summarise"]
+__all__ = ["Collector", "Stats", "TileSummary", "normalisation", "stats_pixels", "summarise"]
 
 _QUANTILE_SAMPLE = 50_000  # pixels kept for quantiles, per fold
 _PER_TILE_SAMPLE = 256  # pixels each tile offers to that sample
@@ -139,14 +139,29 @@ class Stats:
         }
 
 
+def stats_pixels(shape: tuple[int, int]) -> np.ndarray:
+    """Flat indices of the pixels statistics are computed on: every 4th pixel each way,
+    1/16 of the work for statistics that thousands of tiles estimate to far better than
+    the quantile sample's own precision."""
+    h, w = shape
+    rows = np.arange(0, h, _STATS_STRIDE, dtype=np.int64)
+    cols = np.arange(0, w, _STATS_STRIDE, dtype=np.int64)
+    return (rows[:, None] * w + cols[None, :]).reshape(-1)
+
+
 def summarise(
-    tile_id: str, fold: int, stack: np.ndarray, kind: np.ndarray, seed: int
+    tile_id: str, fold: int, values: np.ndarray, kind: np.ndarray, seed: int
 ) -> TileSummary:
-    """One tile's sums, row counts and offered quantile sample (``kind``: its sampled rows)."""
-    c = stack.shape[0]
-    # Every 4th pixel each way: 1/16 of the work for statistics that thousands of tiles
-    # estimate to far better than the quantile sample's own precision.
-    flat = stack[:, ::_STATS_STRIDE, ::_STATS_STRIDE].reshape(c, -1).astype(np.float64)
+    """One tile's sums, row counts and offered quantile sample.
+
+    Args:
+        tile_id: seeds the quantile sample (with ``seed``).
+        fold: the tile's fold.
+        values: ``(C, N)`` channel values at the tile's :func:`stats_pixels`.
+        kind: the kinds of its sampled rows.
+        seed: the run's seed.
+    """
+    flat = values.astype(np.float64)
     valid = ~np.isnan(flat)
     count = valid.sum(axis=1)
     values = np.where(valid, flat, 0.0)

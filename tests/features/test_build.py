@@ -104,6 +104,42 @@ def test_table_reconciles_with_manifest(dataset: tuple[Path, Path], tmp_path: Pa
     assert norm["train"]["channels"]["NDVI"]["valid_pixels"] < nir["valid_pixels"]  # water only
 
 
+def test_table_values_are_the_whole_tile_stack_at_each_row(
+    dataset: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The build computes most channels only at the sampled pixels: it must not matter.
+    root, folds = dataset
+    out = tmp_path / "features"
+    names = _build(root, folds, out)["feature_names"]
+    table = _table(out)
+    for record in open_catalog(root).train[:3]:
+        rows = table.filter(pl.col("tile_id") == record.tile_id)
+        stack = build_channels(load_tile(record), SMALL)[0]
+        expected = stack[:, rows["row"].to_numpy(), rows["col"].to_numpy()]
+        got = rows.select(names).to_numpy().T
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_parquet_layout_dictionary_and_statistics_on_keys_only(
+    dataset: tuple[Path, Path], tmp_path: Path
+) -> None:
+    root, folds = dataset
+    out = tmp_path / "features"
+    _build(root, folds, out)
+    meta = pq.ParquetFile(next((out / "table").glob("*.parquet"))).metadata
+    assert meta.num_row_groups == 1
+    chunks = {
+        meta.schema.column(i).name: meta.row_group(0).column(i) for i in range(meta.num_columns)
+    }
+    dictionary = {name for name, c in chunks.items() if c.has_dictionary_page}
+    assert dictionary == {"tile_id", "kind"}  # floats of distinct values gain nothing from it
+    with_stats = {name for name, c in chunks.items() if c.is_stats_set}
+    assert with_stats == set(KEY_COLUMNS)  # fold and tile_id can prune files in a scan
+    assert {c.compression for c in chunks.values()} == {"ZSTD"}
+    fold = pl.scan_parquet(out / "table" / "*.parquet").filter(pl.col("fold") == 0).collect()
+    assert fold.height > 0 and set(fold["fold"]) == {0}
+
+
 def test_same_seed_same_rows_any_worker_count(dataset: tuple[Path, Path], tmp_path: Path) -> None:
     root, folds = dataset
     _build(root, folds, tmp_path / "a", seed=1)

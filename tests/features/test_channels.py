@@ -9,7 +9,7 @@ from kelp.features.channels import (
     land_closeness,
     land_mask,
     spectral_bands,
-    water_offsets,
+    water_medians,
 )
 from kelp.features.filters import filter_bank, filter_names, nan_gaussian
 
@@ -52,11 +52,12 @@ def test_land_closeness() -> None:
     assert not land_closeness(np.zeros((3, 3), bool)).any()
 
 
-def test_water_offsets_use_the_clear_water_median() -> None:
+def test_water_medians_are_over_clear_water_only() -> None:
     band = np.array([[1.0, 2.0, 3.0, 100.0]], np.float32)
     clear = np.array([[True, True, True, False]])
-    np.testing.assert_allclose(water_offsets({"nir": band}, clear)["nir"], [[-1, 0, 1, 98]])
-    assert np.isnan(water_offsets({"nir": band}, np.zeros_like(clear))["nir"]).all()
+    offsets = band - water_medians({"nir": band}, clear)["nir"]
+    np.testing.assert_allclose(offsets, [[-1, 0, 1, 98]])
+    assert np.isnan(water_medians({"nir": band}, np.zeros_like(clear))["nir"])
 
 
 def test_nan_gaussian_ignores_nan() -> None:
@@ -88,3 +89,21 @@ def test_filter_bank_shapes_names_and_values() -> None:
 def test_filter_scale_larger_than_tile() -> None:
     with pytest.raises(ValueError, match=r"sigma\(s\) \[40.0\] px larger than the 16x16 tile"):
         filter_bank(np.zeros((16, 16), np.float32), [1.0, 40.0], ["gaussian"])
+
+
+def test_filter_bank_shared_weights_and_pixels_change_nothing() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.random((30, 33)).astype(np.float32)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    y = (x * 2).astype(np.float32)  # the same valid mask
+    sigmas, kinds = (1.0, 2.0), ("gaussian", "gradient", "log", "dog")
+    alone = filter_bank(y, sigmas, kinds)
+    shared: dict[float, np.ndarray] = {}
+    filter_bank(x, sigmas, kinds, shared)
+    assert sorted(shared) == sorted([1.0, 2.0, 0.66, 1.32])  # each smoothing weight once
+    assert filter_bank(y, sigmas, kinds, shared).tobytes() == alone.tobytes()
+    pixels = rng.choice(30 * 33, 50, replace=False)
+    at = filter_bank(x, sigmas, kinds, pixels=pixels)
+    assert at.shape == (8, 50)
+    whole = filter_bank(x, sigmas, kinds).reshape(8, -1)[:, pixels]
+    assert at.tobytes() == whole.tobytes()

@@ -143,3 +143,43 @@ def test_hashes() -> None:
     dense = FeatureConfig(sampling={"dense": True})  # type: ignore[arg-type]
     assert dense.stack_hash() == a.stack_hash()
     assert dense.table_hash() != a.table_hash()
+
+
+_AT_PIXELS_CONFIGS = [
+    FeatureConfig(),  # filters on nir, swir and NDVI: their sources stay whole-tile
+    FeatureConfig(
+        indices=("NDVI", "MNDWI", "GVMI"),
+        context=("qa", "DEMWM"),
+        offsets=(),
+        filters=FilterConfig(channels=()),
+    ),  # the lean table: nothing on the whole tile
+    FeatureConfig(
+        water_only=False,
+        filters=FilterConfig(channels=("land_closeness", "nir_offset", "qa"), sigmas=(2.0,)),
+    ),  # filters on context and offset channels
+]
+
+
+@pytest.mark.parametrize("config", _AT_PIXELS_CONFIGS)
+@pytest.mark.parametrize("case", ["plain", "missing", "all_land", "all_sea", "no_clear_water"])
+def test_channels_at_pixels_are_the_whole_stack_there(config: FeatureConfig, case: str) -> None:
+    tile = _tile(size=37, seed=3)
+    if case == "missing":
+        tile.image[1, 3:9, 4] = MISSING  # a stripe of missing NIR
+        tile.image[6, 20:25, 20:25] = MISSING  # a DEM void
+    elif case == "all_land":
+        tile.image[6] = 20
+    elif case == "all_sea":
+        tile.image[6] = 0
+    elif case == "no_clear_water":
+        tile.image[5] = 1  # every pixel flagged
+    whole, names = build_channels(tile, config)
+    pixels = np.random.default_rng(0).choice(37 * 37, 300, replace=False)
+    pixels = np.concatenate([pixels, [0, 37 * 37 - 1, pixels[0]]])  # corners and a repeat
+    at, at_names = build_channels(tile, config, pixels)
+    assert at_names == names
+    assert at.shape == (len(names), len(pixels))
+    assert at.dtype == np.float32
+    expected = whole.reshape(len(names), -1)[:, pixels]
+    np.testing.assert_array_equal(at, expected)  # NaN where NaN, every other value equal
+    assert at.tobytes() == expected.tobytes()  # bit for bit, signed zeros and NaN payloads too

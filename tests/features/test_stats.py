@@ -5,7 +5,14 @@ import pytest
 
 from kelp.features import stats as stats_module
 from kelp.features.sampling import KINDS
-from kelp.features.stats import Collector, Stats, TileSummary, normalisation, summarise
+from kelp.features.stats import (
+    Collector,
+    Stats,
+    TileSummary,
+    normalisation,
+    stats_pixels,
+    summarise,
+)
 
 NAMES = ["a", "b", "empty"]
 
@@ -23,17 +30,27 @@ def _stacks(n: int = 5, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def _at_stats_pixels(stack: np.ndarray) -> np.ndarray:
+    return stack.reshape(len(stack), -1)[:, stats_pixels(stack.shape[1:])]
+
+
+def test_stats_pixels_are_every_4th_pixel_each_way() -> None:
+    stack = np.arange(2 * 9 * 10, dtype=np.float32).reshape(2, 9, 10)
+    np.testing.assert_array_equal(_at_stats_pixels(stack), stack[:, ::4, ::4].reshape(2, -1))
+
+
 def _summaries(stacks: list[np.ndarray], folds: list[int]) -> list[TileSummary]:
     kind = np.array([0, 0, 1, 2, 2, 2], np.uint8)
     return [
-        summarise(f"T{t:07d}", fold, stack, kind, seed=0)
+        summarise(f"T{t:07d}", fold, _at_stats_pixels(stack), kind, seed=0)
         for t, (stack, fold) in enumerate(zip(stacks, folds))
     ]
 
 
 def test_summary_counts_rows_and_strided_pixels() -> None:
     stack = _stacks(1)[0]
-    summary = summarise("T0000000", 1, stack, np.array([0, 0, 1, 2, 2, 2], np.uint8), seed=0)
+    kind = np.array([0, 0, 1, 2, 2, 2], np.uint8)
+    summary = summarise("T0000000", 1, _at_stats_pixels(stack), kind, seed=0)
     assert summary.rows == {"kelp": 2, "buffer": 1, "random": 3, "dense": 0}
     assert list(summary.rows) == list(KINDS)
     strided = stack[:, ::4, ::4].reshape(3, -1)
