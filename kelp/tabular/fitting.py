@@ -10,10 +10,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from kelp._prefetch import prefetched
 from kelp._progress import track
 from kelp.data.catalog import TileRecord
 from kelp.data.split import FoldPlan
-from kelp.data.tile import load_tile
+from kelp.data.tile import Tile, load_tile
 from kelp.devices import ResolvedDevice
 from kelp.errors import InputError
 from kelp.features.manifest import FeatureBuild
@@ -105,21 +108,26 @@ def predict_fold(
     stores = {name: MapStore(layout.oof(name)) for name in models}
     names = next(iter(models.values())).feature_names_in_
     pixels = 0
-    for tile_id in track(tiles, f"fold {fold}: out-of-fold maps"):
+
+    def prepare(tile_id: str) -> tuple[Tile, np.ndarray, np.ndarray]:
         tile = load_tile(records[tile_id], build.band_order)
         if tile.mask is None:
             raise InputError(f"train tile {tile_id} has no kelp mask")
         stack, stack_names = build_channels(tile, build.config)
         check_feature_names(names, stack_names, f"tile {tile_id}")
-        rows = pixel_rows(stack)
+        return tile, tile.mask, pixel_rows(stack)
+
+    # The next tile's stack is computed while the models predict this one.
+    prepared = prefetched(tiles, prepare)
+    for tile, mask, rows in track(prepared, f"fold {fold}: out-of-fold maps", len(tiles)):
         pixels += len(rows)
         for name, model in models.items():
             started = time.perf_counter()
             # The fold ensemble of one: exactly what `kelp predict` computes per fold model.
             z = fold_logits([model], rows, config.chunk_pixels).reshape(tile.shape)
             seconds[name] += time.perf_counter() - started
-            stores[name].write(tile_id, z, "logit")
-            counts[name].update(sigmoid(z), tile.mask)
+            stores[name].write(tile.tile_id, z, "logit")
+            counts[name].update(sigmoid(z), mask)
     return counts, seconds, pixels
 
 

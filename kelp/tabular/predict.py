@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from kelp._prefetch import prefetched
 from kelp.data.catalog import TileRecord
-from kelp.data.tile import load_tile
+from kelp.data.tile import Tile, load_tile
 from kelp.errors import StaleInputError
 from kelp.features.config import FeatureConfig
 from kelp.features.manifest import read_build
@@ -202,11 +203,16 @@ def predict_tiles(
     if band_order is None:
         band_order = read_build(RunLayout.of(run).features).band_order
     done: list[str] = []
-    for record in records:
+
+    def prepare(record: TileRecord) -> tuple[Tile, np.ndarray]:
         tile = load_tile(record, band_order)
         stack, names = build_channels(tile, config)
         check_feature_names(first.feature_names_in_, names, f"tile {tile.tile_id}")
-        z = fold_logits(list(models.values()), pixel_rows(stack), chunk_pixels)
+        return tile, pixel_rows(stack)
+
+    # The next tile's stack is computed while the fold models predict this one.
+    for tile, rows in prefetched(records, prepare):
+        z = fold_logits(list(models.values()), rows, chunk_pixels)
         z = z.reshape(tile.shape)
         if store is not None:
             store.write(tile.tile_id, z, "logit")
