@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
-from sklearn.model_selection import StratifiedGroupKFold
 
 from kelp._progress import track
 from kelp.bands import DEFAULT_BAND_ORDER
@@ -183,6 +181,8 @@ def split_areas(areas: np.ndarray, strata: np.ndarray, k: int, seed: int) -> np.
         ``(N,)`` int64 fold of each tile, 0..k-1; the tiles of an area share one.
     """
     n = len(areas)
+    from sklearn.model_selection import StratifiedGroupKFold  # 2 s to import: only when used
+
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = np.empty(n, dtype=np.int64)
     with warnings.catch_warnings():
@@ -207,4 +207,6 @@ def area_recovery(root: str | os.PathLike[str], assignment: FoldAssignment) -> f
         truth = {row["tile_id"]: row["aoi_id"] for row in csv.DictReader(f)}
     found = dict(zip(assignment.tile_ids, assignment.aoi_ids, strict=True))
     common = sorted(found.keys() & truth.keys())
+    from sklearn.metrics import adjusted_rand_score
+
     return float(adjusted_rand_score([truth[t] for t in common], [found[t] for t in common]))

@@ -69,7 +69,6 @@ from typing import Final, Literal
 
 import numpy as np
 from scipy.sparse.csgraph import connected_components
-from sklearn.neighbors import radius_neighbors_graph
 
 from kelp.data.grouping_alignment import BATCH, align
 from kelp.data.grouping_candidates import patch_candidates, search_candidates
@@ -138,6 +137,8 @@ def _cosine_components(unit: np.ndarray, threshold: float, cap: int | None) -> l
         return []
     # For unit vectors |a - b|^2 = 2 - 2 cos(a, b): a radius query finds the links sparsely.
     radius = float(np.sqrt(max(2.0 - 2.0 * threshold, 0.0)))
+    from sklearn.neighbors import radius_neighbors_graph  # seconds to import: only here
+
     graph = radius_neighbors_graph(unit, radius, mode="connectivity", include_self=False)
     n, labels = connected_components(graph, directed=False)
     groups = [np.flatnonzero(labels == k) for k in range(n)]
