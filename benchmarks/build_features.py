@@ -1,16 +1,30 @@
-"""Benchmark `kelp build-features`: tiles/s, the read-only floor, and peak memory.
+"""Benchmark `kelp build-features` against its floors: tiles/s, per-tile budget, peak memory.
 
-    python benchmarks/build_features.py --tiles 100 --workers 2
-    python benchmarks/build_features.py --tiles 1000 --workers 2
+    python benchmarks/build_features.py --tiles 100
+    python benchmarks/build_features.py --tiles 1000 --repeats 3
 
-Synthesises ``--tiles`` train tiles of ``--size`` px (cached under ``--cache``), makes folds,
-then times (1) only reading every tile (the floor) and (2) building the default feature table
-with ``--workers`` processes. Peak RSS is reported for the main process and for the largest
-worker (``ru_maxrss`` of the children).
+Synthesises ``--tiles`` train tiles of ``--size`` px (cached under ``--cache``) and their
+folds, then prints, in one run:
+
+1. the per-tile budget in one process (CPU seconds, so other jobs on the box move it less):
+   read, sampling, channels, filters, statistics, Parquet write and the rest, for the
+   default 68-channel table and for ``configs/lean.toml``;
+2. end to end, each in a fresh process with ``--workers`` workers (interpreter start-up,
+   imports and worker start-up included), repeated ``--repeats`` times in turn, medians:
+   the lean floor (``benchmarks/lean_floor.py``: the same lean table with nothing else),
+   ``kelp build-features --config configs/lean.toml`` and the default table, each with its
+   tiles/s, ratio to the floor and target, and the peak RSS of the main process and of the
+   largest worker.
+
+Targets on 2 cores at 1,000 tiles of 350 px: lean >= 0.7x the floor and >= 50 tiles/s,
+default >= 25 tiles/s, peak RSS <= 0.5 GiB for the main process and per worker.
 """
 
 import argparse
-import resource
+import cProfile
+import json
+import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,13 +32,41 @@ import time
 from pathlib import Path
 
 from kelp._progress import set_quiet
+from kelp.bands import DEFAULT_BAND_ORDER
+from kelp.config import load_toml
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import make_folds
-from kelp.data.folds_file import write_folds
-from kelp.data.tile import load_tile
-from kelp.features.build import build_features
+from kelp.data.folds_file import read_folds, write_folds
 from kelp.features.config import FeatureConfig
-from kelp.layout import RunLayout
+from kelp.features.worker import Job, process
+from kelp.tabular.models.base import available_cores
+
+ROOT = Path(__file__).resolve().parent.parent
+LEAN = ROOT / "configs" / "lean.toml"
+# Runs `kelp ARGS...` and writes its own and its largest child's peak RSS to a JSON file.
+_RUN_KELP = """
+import json, resource, sys
+from kelp.cli import app
+try:
+    app(sys.argv[2:], prog_name="kelp")
+except SystemExit as stop:
+    code = stop.code or 0
+else:
+    code = 0
+peak = {w: resource.getrusage(getattr(resource, w)).ru_maxrss / 1024
+        for w in ("RUSAGE_SELF", "RUSAGE_CHILDREN")}
+open(sys.argv[1], "w").write(json.dumps(peak))
+sys.exit(code)
+"""
+# Budget rows: (label, the functions whose cumulative time it is, functions to subtract).
+_PARTS = (
+    ("read", ("load_tile",), ()),
+    ("sampling", ("sample_pixels",), ()),
+    ("channels", ("build_channels",), ("filter_bank",)),
+    ("filters", ("filter_bank",), ()),
+    ("statistics", ("summarise", "stats_pixels"), ()),
+    ("parquet write", ("write_table",), ()),
+)
 
 
 def main() -> None:
@@ -32,42 +74,123 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=100)
     parser.add_argument("--size", type=int, default=350)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--profile-tiles", type=int, default=50)
     parser.add_argument("--cache", type=Path, default=Path("runs/bench"))
     args = parser.parse_args()
     set_quiet(True)
+    data, folds = _dataset(args.cache, args.tiles, args.size)
+    cores = available_cores()
+    print(f"{args.tiles} train tiles of {args.size} px, {args.workers} workers, {cores} cores"
+          + (f" (fewer than the {args.workers} workers: figures are lower)"
+             if cores < args.workers else ""))  # fmt: skip
 
-    data = args.cache / f"synth-{args.tiles}-{args.size}"
+    lean = FeatureConfig(**load_toml(LEAN)["features"])
+    print(f"\nper-tile budget, one process, CPU ms per tile ({args.profile_tiles} tiles)")
+    budgets = {
+        "default": _budget(data, folds, FeatureConfig(), args.profile_tiles),
+        "lean": _budget(data, folds, lean, args.profile_tiles),
+    }
+    print(f"{'part':<14}" + "".join(f"{name:>10}" for name in budgets))
+    for label in [p[0] for p in _PARTS] + ["other", "total"]:
+        print(f"{label:<14}" + "".join(f"{b[label]:>10.1f}" for b in budgets.values()))
+
+    runs: dict[str, list[float]] = {"floor": [], "lean": [], "default": []}
+    rss: dict[str, dict[str, float]] = {}
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            floor = [sys.executable, str(ROOT / "benchmarks" / "lean_floor.py"), str(data)]
+            floor += [str(out / "floor"), "--workers", str(args.workers)]
+            runs["floor"].append(_timed(floor))
+            for name, extra in (("lean", ["--config", str(LEAN)]), ("default", [])):
+                seconds, peak = _kelp(data, folds, out / name, args.workers, extra)
+                runs[name].append(seconds)
+                rss[name] = peak
+    floor_s = statistics.median(runs["floor"])
+    print(f"\nend to end, fresh processes, median of {args.repeats} (start-up included)")
+    print(f"{'build':<10}{'s':>8}{'tiles/s':>9}{'x floor':>9}{'target':>22}"
+          f"{'main MiB':>10}{'worker MiB':>12}")  # fmt: skip
+    targets = {"floor": "", "lean": ">= 0.7x, >= 50 tiles/s", "default": ">= 25 tiles/s"}
+    for name, times in runs.items():
+        s = statistics.median(times)
+        measured = rss.get(name)
+        main_mib = f"{measured['RUSAGE_SELF']:.0f}" if measured else "-"
+        worker_mib = f"{measured['RUSAGE_CHILDREN']:.0f}" if measured else "-"
+        print(f"{name:<10}{s:>8.2f}{args.tiles / s:>9.1f}{floor_s / s:>9.2f}{targets[name]:>22}"
+              f"{main_mib:>10}{worker_mib:>12}")  # fmt: skip
+    rate = {name: args.tiles / statistics.median(times) for name, times in runs.items()}
+    main = {name: f"{rss[name]['RUSAGE_SELF']:.0f}" for name in ("default", "lean")}
+    worker = {name: f"{rss[name]['RUSAGE_CHILDREN']:.0f}" for name in ("default", "lean")}
+    cpu = {name: f"{budgets[name]['total']:.0f}" for name in ("default", "lean")}
+    command = f"python benchmarks/build_features.py --tiles {args.tiles} --repeats {args.repeats}"
+    print("\nREADME row:")
+    print(
+        f"| feature build, {args.tiles:,} tiles of {args.size} px, {args.workers} workers "
+        f"| `{command}` | default (68 channels) {rate['default']:.1f} tiles/s (target >= 25); "
+        f"lean (`configs/lean.toml`, 23) {rate['lean']:.1f} tiles/s = "
+        f"{rate['lean'] / rate['floor']:.2f}x its floor's {rate['floor']:.1f} (targets >= 50, "
+        f">= 0.7x); per tile {cpu['default']} / {cpu['lean']} CPU ms; peak RSS main "
+        f"{main['default']} / {main['lean']} MiB, largest worker {worker['default']} / "
+        f"{worker['lean']} MiB |"
+    )
+
+
+def _dataset(cache: Path, tiles: int, size: int) -> tuple[Path, Path]:
+    data = cache / f"synth-{tiles}-{size}"
     if not (data / "metadata.csv").is_file():
-        # In a child process, so that this process's peak RSS measures the build alone.
         command = [sys.executable, "-m", "kelp", "-q", "data", "synth", "--out", str(data)]
-        command += ["--tiles", str(args.tiles), "--size", str(args.size), "--test-fraction", "0"]
+        command += ["--tiles", str(tiles), "--size", str(size), "--test-fraction", "0"]
         subprocess.run(command, check=True)
-    folds = args.cache / f"folds-{args.tiles}-{args.size}.csv"
+    folds = cache / f"folds-{tiles}-{size}.csv"
     if not folds.is_file():
         write_folds(make_folds(data, k=5), folds)
-    train = open_catalog(data).train
+    return data, folds
 
+
+def _budget(data: Path, folds: Path, config: FeatureConfig, n: int) -> dict[str, float]:
+    """CPU ms per tile of each part of :func:`kelp.features.worker.process`."""
+    assignment = read_folds(folds)
+    fold_of = dict(zip(assignment.tile_ids, assignment.folds.tolist(), strict=True))
+    profile = cProfile.Profile(time.process_time)
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [
+            Job(r, fold_of[r.tile_id], config, 0, DEFAULT_BAND_ORDER, Path(tmp) / r.tile_id, "")
+            for r in open_catalog(data).train[:n]
+        ]
+        start = time.process_time()
+        profile.enable()
+        for job in jobs:
+            process(job)
+        profile.disable()
+        total = time.process_time() - start
+    cumulative: dict[str, float] = {}  # the outermost call of each name (nested: counted once)
+    for (_, _, function), row in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+        cumulative[function] = max(cumulative.get(function, 0.0), row[3])
+    out = {}
+    for label, functions, minus in _PARTS:
+        seconds = sum(cumulative.get(f, 0.0) for f in functions)
+        out[label] = 1000 * (seconds - sum(cumulative.get(f, 0.0) for f in minus)) / len(jobs)
+    out["other"] = 1000 * total / len(jobs) - sum(out.values())
+    out["total"] = 1000 * total / len(jobs)
+    return out
+
+
+def _timed(command: list[str]) -> float:
     start = time.perf_counter()
-    for record in train:
-        load_tile(record)
-    read_s = time.perf_counter() - start
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
 
-    with tempfile.TemporaryDirectory() as out:
-        layout = RunLayout.of(out, data, folds=folds, features=out)
-        start = time.perf_counter()
-        manifest = build_features(FeatureConfig(workers=args.workers), layout)
-        build_s = time.perf_counter() - start
-    n = len(train)
-    kib = 1024
-    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib  # largest child
-    print(f"tiles: {n} train tiles of {args.size}x{args.size}, workers: {args.workers}")
-    print(f"features: {len(manifest['feature_names'])} channels, {manifest['n_rows']} rows")
-    print(f"read floor: {read_s:.2f} s = {n / read_s:.1f} tiles/s (one process)")
-    print(
-        f"build:      {build_s:.2f} s = {n / build_s:.1f} tiles/s ({build_s / read_s:.1f}x floor)"
-    )
-    print(f"peak RSS: main {self_rss:.0f} MiB, largest worker {child_rss:.0f} MiB")
+
+def _kelp(
+    data: Path, folds: Path, out: Path, workers: int, extra: list[str]
+) -> tuple[float, dict[str, float]]:
+    peak_file = out.parent / f"{out.name}-rss.json"
+    command = [sys.executable, "-c", _RUN_KELP, str(peak_file), "-q", "build-features",
+               str(data), "--folds", str(folds), "--out", str(out), "--workers", str(workers),
+               *extra]  # fmt: skip
+    seconds = _timed(command)
+    return seconds, json.loads(peak_file.read_text())
 
 
 if __name__ == "__main__":

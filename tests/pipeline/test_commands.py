@@ -5,6 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kelp.cli import app
+from kelp.features.stack import channel_names
 from kelp.pipeline import run as run_module
 from kelp.pipeline.config import load_run_config
 from tests.pipeline.conftest import write_config
@@ -13,10 +14,21 @@ runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["demo", "gpu"])
+@pytest.mark.parametrize("name", ["demo", "gpu", "lean"])
 def test_shipped_configs_are_valid(name: str) -> None:
     config = load_run_config(ROOT / "configs" / f"{name}.toml")
-    assert config.name in ("demo", "kelp-wanted-gpu")
+    assert config.name in ("demo", "kelp-wanted-gpu", "lean")
+
+
+def test_lean_config_is_the_lean_table() -> None:
+    features = load_run_config(ROOT / "configs" / "lean.toml").features
+    names = channel_names(features)
+    assert names[:5] == ["swir", "nir", "red", "green", "blue"]
+    assert names[-2:] == ["qa", "DEMWM"]
+    assert len(names) == 23  # 5 bands, the 16 indices of the 2nd-place write-up, QA, DEMWM
+    assert "NDWI" not in names and not features.filters.channels and not features.offsets
+    assert features.water_only
+    assert (features.sampling.buffer, features.sampling.n_random) == (5, 1000)
 
 
 @pytest.mark.slow
