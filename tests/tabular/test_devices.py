@@ -15,7 +15,7 @@ from kelp.tabular.registry import create_model
         ("lightgbm", {"device_type": "cpu"}, {"device_type": "gpu"}),
         ("xgboost", {"device": "cpu", "tree_method": "hist"}, {"device": "cuda"}),
         ("catboost", {"task_type": "CPU"}, {"task_type": "GPU"}),
-        ("random_forest", {"device": "cpu", "num_parallel_tree": 64}, {"device": "cuda"}),
+        ("random_forest", {"device": "cpu", "num_parallel_tree": 32}, {"device": "cuda"}),
     ],
 )  # fmt: skip
 def test_device_maps_to_library_parameters(
