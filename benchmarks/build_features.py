@@ -43,7 +43,8 @@ from kelp.tabular.models.base import available_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 LEAN = ROOT / "configs" / "lean.toml"
-# Runs `kelp ARGS...` and writes its own and its largest child's peak RSS to a JSON file.
+# Runs `kelp ARGS...` and writes its own peak RSS (VmHWM: ru_maxrss would carry over the
+# high-water mark of the process it was forked from) and its largest child's to a JSON file.
 _RUN_KELP = """
 import json, resource, sys
 from kelp.cli import app
@@ -53,8 +54,9 @@ except SystemExit as stop:
     code = stop.code or 0
 else:
     code = 0
-peak = {w: resource.getrusage(getattr(resource, w)).ru_maxrss / 1024
-        for w in ("RUSAGE_SELF", "RUSAGE_CHILDREN")}
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+peak = {"main": int(status["VmHWM"].split()[0]) / 1024,
+        "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 open(sys.argv[1], "w").write(json.dumps(peak))
 sys.exit(code)
 """
@@ -115,13 +117,13 @@ def main() -> None:
     for name, times in runs.items():
         s = statistics.median(times)
         measured = rss.get(name)
-        main_mib = f"{measured['RUSAGE_SELF']:.0f}" if measured else "-"
-        worker_mib = f"{measured['RUSAGE_CHILDREN']:.0f}" if measured else "-"
+        main_mib = f"{measured['main']:.0f}" if measured else "-"
+        worker_mib = f"{measured['worker']:.0f}" if measured else "-"
         print(f"{name:<10}{s:>8.2f}{args.tiles / s:>9.1f}{floor_s / s:>9.2f}{targets[name]:>22}"
               f"{main_mib:>10}{worker_mib:>12}")  # fmt: skip
     rate = {name: args.tiles / statistics.median(times) for name, times in runs.items()}
-    main = {name: f"{rss[name]['RUSAGE_SELF']:.0f}" for name in ("default", "lean")}
-    worker = {name: f"{rss[name]['RUSAGE_CHILDREN']:.0f}" for name in ("default", "lean")}
+    main = {name: f"{rss[name]['main']:.0f}" for name in ("default", "lean")}
+    worker = {name: f"{rss[name]['worker']:.0f}" for name in ("default", "lean")}
     cpu = {name: f"{budgets[name]['total']:.0f}" for name in ("default", "lean")}
     command = f"python benchmarks/build_features.py --tiles {args.tiles} --repeats {args.repeats}"
     print("\nREADME row:")

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,19 +77,39 @@ class TileSummary:
 
 @dataclass
 class Stats:
-    """Mergeable per-channel statistics of a set of tiles."""
+    """Mergeable per-channel statistics of a set of tiles.
+
+    The quantile sample is merged lazily: offered pixels are buffered and cut back to the
+    smallest keys once twice the cap is held (or when read), so adding a tile costs the
+    size of its own sample, not of the sample so far.
+    """
 
     count: np.ndarray
     total: np.ndarray
     m2: np.ndarray
-    keys: np.ndarray
-    values: np.ndarray
     tiles: int = 0
+    _keys: list[np.ndarray] = field(default_factory=list, repr=False)
+    _values: list[np.ndarray] = field(default_factory=list, repr=False)
+    _held: int = 0  # pixels in the buffers
 
     @classmethod
     def empty(cls, channels: int) -> "Stats":
         z = np.zeros(channels, np.float64)
-        return cls(z.copy(), z.copy(), z.copy(), np.empty(0), np.empty((0, channels), np.float32))
+        stats = cls(z.copy(), z.copy(), z.copy())
+        stats.add_sample(np.empty(0), np.empty((0, channels), np.float32))
+        return stats
+
+    @property
+    def keys(self) -> np.ndarray:
+        """Random keys of the quantile sample (the smallest of all offered)."""
+        self._compact()
+        return self._keys[0]
+
+    @property
+    def values(self) -> np.ndarray:
+        """``(S, C)`` values of the quantile sample."""
+        self._compact()
+        return self._values[0]
 
     def add(self, s: "Stats | TileSummary") -> None:
         # Chan et al.'s pairwise update: exact and stable, unlike sums of squares.
@@ -105,11 +125,20 @@ class Stats:
 
     def add_sample(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Merge pixels into the quantile sample, keeping the smallest random keys."""
-        self.keys = np.concatenate([self.keys, keys])
-        self.values = np.concatenate([self.values, values])
-        if len(self.keys) > _QUANTILE_SAMPLE:
-            keep = np.argsort(self.keys, kind="stable")[:_QUANTILE_SAMPLE]
-            self.keys, self.values = self.keys[keep], self.values[keep]
+        self._keys.append(keys)
+        self._values.append(values)
+        self._held += len(keys)
+        if self._held > 2 * _QUANTILE_SAMPLE:
+            self._compact()
+
+    def _compact(self) -> None:
+        if len(self._keys) == 1 and self._held <= _QUANTILE_SAMPLE:
+            return
+        keys, values = np.concatenate(self._keys), np.concatenate(self._values)
+        if len(keys) > _QUANTILE_SAMPLE:
+            keep = np.argsort(keys, kind="stable")[:_QUANTILE_SAMPLE]
+            keys, values = keys[keep], values[keep]
+        self._keys, self._values, self._held = [keys], [values], len(keys)
 
     def summary(self, names: Sequence[str]) -> dict[str, Any]:
         n = np.maximum(self.count, 1)
