@@ -11,15 +11,17 @@ import contextlib
 import enum
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import typer
-from pydantic import BaseModel
 
 from kelp._progress import console
 from kelp.bands import DEFAULT_BAND_ORDER
 from kelp.devices import Device
 from kelp.errors import KelpError
+
+if TYPE_CHECKING:  # pydantic costs `kelp --help` ~40 ms; only the stage bodies need it
+    from pydantic import BaseModel
 
 __all__ = [
     "BandOrderOption",
@@ -34,7 +36,7 @@ __all__ = [
     "stage_config",
 ]
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 app = typer.Typer(
     name="kelp",
