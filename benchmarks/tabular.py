@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from kelp._progress import set_quiet
+from kelp.bands import DEFAULT_BAND_ORDER
 from kelp.data.catalog import open_catalog
 from kelp.data.folds import make_folds
 from kelp.data.folds_file import read_folds, write_folds
@@ -126,7 +127,7 @@ def _prediction_speed(
         rate = pixels / seconds
         serial = len(records) / (seconds + seconds_stack)
         started = time.perf_counter()
-        for _ in predict_tiles(records, run, name, folds=[fold]):
+        for _ in predict_tiles(records, run, name, folds=[fold], band_order=DEFAULT_BAND_ORDER):
             pass
         overlapped = len(records) / (time.perf_counter() - started)
         model_only = len(records) / seconds
