@@ -36,14 +36,13 @@ from kelp.features.config import FeatureConfig
 from kelp.features.stack import channel_names
 from kelp.features.stats import Collector, normalisation
 from kelp.features.stats import TileSummary as _TileSummary
+from kelp.features.worker import KEY_COLUMNS, existing, file_key, run_jobs
 from kelp.features.worker import Job as _Job
-from kelp.features.worker import existing, file_key, run_jobs
 from kelp.features.worker import process as _process
 from kelp.layout import RunLayout, file_sha256
 
 __all__ = ["KEY_COLUMNS", "build_features"]
 
-KEY_COLUMNS = ("tile_id", "row", "col", "fold", "label", "kind", "weight")
 OnError = Literal["fail", "skip"]
 
 

@@ -9,11 +9,11 @@ from scipy import ndimage
 
 from kelp.bands import MISSING
 from kelp.data.tile import Tile
+from kelp.features.config import SpectralBand
 
 __all__ = [
     "SPECTRAL_BANDS",
     "clear_water",
-    "dem_metres",
     "land_closeness",
     "land_mask",
     "missing_to_nan",
@@ -21,7 +21,7 @@ __all__ = [
     "water_medians",
 ]
 
-SPECTRAL_BANDS = ("swir", "nir", "red", "green", "blue")
+SPECTRAL_BANDS: tuple[SpectralBand, ...] = ("swir", "nir", "red", "green", "blue")
 
 
 def missing_to_nan(values: np.ndarray) -> np.ndarray:
@@ -31,12 +31,7 @@ def missing_to_nan(values: np.ndarray) -> np.ndarray:
 
 def spectral_bands(tile: Tile) -> dict[str, np.ndarray]:
     """The five reflective bands as ``(H, W) float32`` raw DNs, NaN where missing."""
-    return {name: missing_to_nan(tile.band(name)) for name in SPECTRAL_BANDS}  # type: ignore[arg-type]
-
-
-def dem_metres(tile: Tile) -> np.ndarray:
-    """The DEM as ``(H, W) float32`` metres, NaN where missing."""
-    return missing_to_nan(tile.band("dem"))
+    return {name: missing_to_nan(tile.band(name)) for name in SPECTRAL_BANDS}
 
 
 def land_mask(tile: Tile) -> np.ndarray:

@@ -18,19 +18,18 @@ from kelp.bands import MISSING
 from kelp.data.tile import Tile
 from kelp.errors import ConfigError
 from kelp.features.channels import (
+    SPECTRAL_BANDS,
     clear_water,
     land_closeness,
     land_mask,
     missing_to_nan,
     water_medians,
 )
-from kelp.features.config import FeatureConfig, SpectralBand
+from kelp.features.config import FeatureConfig
 from kelp.features.filters import filter_bank, filter_names
 from kelp.features.indices import compute_index, get_index
 
 __all__ = ["build_channels", "channel_names"]
-
-_BANDS: tuple[SpectralBand, ...] = ("swir", "nir", "red", "green", "blue")
 
 
 def _base_names(config: FeatureConfig) -> list[str]:
@@ -140,7 +139,9 @@ class _Inputs:
     def of(
         cls, tile: Tile, clear: np.ndarray | None, take: Callable[[np.ndarray], np.ndarray]
     ) -> "_Inputs":
-        bands: dict[str, np.ndarray] = {n: missing_to_nan(take(tile.band(n))) for n in _BANDS}
+        bands: dict[str, np.ndarray] = {
+            n: missing_to_nan(take(tile.band(n))) for n in SPECTRAL_BANDS
+        }
         return cls(
             bands,
             None if clear is None else take(clear),

@@ -31,17 +31,18 @@ from kelp.features.stack import build_channels
 from kelp.features.stats import TileSummary, stats_pixels, summarise
 from kelp.layout import short_hash
 
-__all__ = ["Job", "existing", "file_key", "process", "run_jobs"]
+__all__ = ["KEY_COLUMNS", "Job", "existing", "file_key", "process", "run_jobs"]
+
+KEY_COLUMNS = ("tile_id", "row", "col", "fold", "label", "kind", "weight")
 
 _META_KEY = b"kelp.tile"
 _FORMAT = 2  # bump when the per-tile file or its summary changes: old files are rebuilt
 # Dictionary encoding only for the repeated strings, statistics only for the keys: float
 # columns of distinct values gain nothing from either, and the write took twice as long.
-_DICTIONARY = ["tile_id", "kind"]
 _PARQUET: dict[str, Any] = {
     "compression": "zstd",
-    "use_dictionary": _DICTIONARY,
-    "write_statistics": ["tile_id", "row", "col", "fold", "label", "kind", "weight"],
+    "use_dictionary": ["tile_id", "kind"],
+    "write_statistics": list(KEY_COLUMNS),
 }
 
 
