@@ -143,11 +143,22 @@ class CnnEnsemble:
 
     def tile_logits(self, raw: np.ndarray, tile_id: str) -> np.ndarray:
         """``(H, W) float32`` mean logits of one tile's raw ``(C, H, W)`` channels."""
+        return self.batch_logits([raw], [tile_id])[0]
+
+    def batch_logits(self, raws: Sequence[np.ndarray], tile_ids: Sequence[str]) -> np.ndarray:
+        """``(B, H, W) float32`` mean logits of tiles of one shape, in one forward pass.
+
+        Args:
+            raws: each tile's raw ``(C, H, W)`` channels.
+            tile_ids: their ids (named in errors).
+
+        Raises:
+            InputError: a normalised input would hold NaN/inf.
+        """
         transforms = D4 if self.tta else IDENTITY
-        [(_, logits)] = _run_batch(
-            self.members, [(tile_id, raw)], self.device, transforms, self.precision
-        )
-        return logits
+        batch = list(zip(tile_ids, raws, strict=True))
+        out = _run_batch(self.members, batch, self.device, transforms, self.precision)
+        return np.stack([logits for _, logits in out])
 
 
 def ensemble_precision(checkpoint: Checkpoint, device: torch.device) -> Precision:

@@ -99,6 +99,8 @@ class RunConfig(Frozen):
         dump = self.model_dump(mode="json")
         for how in ("workers", "on_error"):  # how the build runs, not what it makes
             dump["features"].pop(how)
+        for how in ("batch_size", "num_workers", "overlap"):  # how fast, not which masks
+            dump["predict"].pop(how)
         return {k: dump[k] for k in parts[stage]} | {"band_order": dump["data"]["band_order"]}
 
 

@@ -1,12 +1,20 @@
-"""`kelp predict`: masks for new tiles, each tile on its own, with the stacked models.
+"""`kelp predict`: masks for new tiles, in batches of one size, with the stacked models.
 
-For each tile, independently: its channel stack (computed once, in the band order of the
-feature build), each base model's fold ensemble (the mean of its fold models' logits, the
-CNN with TTA and autocast as its out-of-fold logits were made), the meta-model of
-``kelp stack``, the post-processing decision chosen on out-of-fold data, and
-``<tile_id>_kelp.tif`` (uint8 0/1, the input's shape and transform) in
-``RUN/predictions/``; then ``submission.tar``. Nothing is predicted when the folds file,
-the feature build or a base model changed after ``kelp stack``.
+For each tile: its channel stack (computed once, in the band order of the feature build),
+each base model's fold ensemble (the mean of its fold models' logits, the CNN with TTA and
+autocast as its out-of-fold logits were made), the meta-model of ``kelp stack``, the
+post-processing decision chosen on out-of-fold data, and ``<tile_id>_kelp.tif`` (uint8 0/1,
+the input's shape and transform) in ``RUN/predictions/``; then ``submission.tar``. Nothing
+is predicted when the folds file, the feature build or a base model changed after
+``kelp stack``.
+
+How it runs (:class:`~kelp.stacking.config.PredictConfig`): the next tiles are read and
+stacked in this process or in loader workers (:mod:`kelp.stacking.tiles`); the tree
+families take each tile as it comes and the CNN takes tiles of one size ``batch_size`` at a
+time (:mod:`kelp.stacking.stream`); two families work at once, each library on half the
+cores (:mod:`kelp.stacking.lanes`). None of this changes a mask: each tile's numbers are
+those of the tile alone. A CNN batch that fails is redone one tile at a time, so only the
+tile that fails gets an all-zero mask.
 
 Resumable: the folder carries the key of what makes its masks (meta-model, the stacker's
 and every base model's keys, decision); a rerun with the same key skips tiles already
@@ -15,9 +23,10 @@ written, another key starts over.
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,20 +34,23 @@ from kelp import __version__
 from kelp._files import atomic_path
 from kelp._progress import say, track
 from kelp.artifacts import read_json, read_marker
-from kelp.data.catalog import Catalog, Problem, scan_catalog
+from kelp.data.catalog import Catalog, Problem, TileRecord, scan_catalog
 from kelp.data.folds_file import read_folds
-from kelp.data.io import pack_submission, raster_grid, write_mask
-from kelp.data.tile import Tile, load_tile
+from kelp.data.io import pack_submission, write_mask
+from kelp.data.tile import Tile
 from kelp.devices import Device
-from kelp.errors import DatasetError, InputError, StaleInputError, TileError
-from kelp.features.channels import land_mask
+from kelp.errors import DatasetError, InputError, StaleInputError
 from kelp.features.manifest import FeatureBuild, read_build
 from kelp.features.stack import build_channels
 from kelp.layout import RunLayout, file_sha256, short_hash
 from kelp.maps import store_manifest
 from kelp.stacking.config import PredictConfig
+from kelp.stacking.lanes import Lanes
 from kelp.stacking.postprocess import Decision
 from kelp.stacking.stack import fused_probability, load_meta
+from kelp.stacking.stream import Logits, stream_logits
+from kelp.stacking.tiles import PreparedTile, TileInputs, prepare_tile, prepared_tiles
+from kelp.tabular.models.base import available_cores
 
 __all__ = ["BaseEnsemble", "predict"]
 
@@ -47,11 +59,13 @@ _EMPTY = "empty_masks.json"  # readable test tiles that got an all-zero mask, an
 
 
 class BaseEnsemble:
-    """The base models the stacker was fit on, predicting one tile at a time.
+    """The base models the stacker was fit on, predicting a tile (:meth:`logits`) or a batch
+    of tiles of one size, family by family (:meth:`family_logits`).
 
     Each family is its fold ensemble (:func:`kelp.tabular.predict.fold_logits`,
     :class:`kelp.cnn.ensemble.CnnEnsemble`): the code that wrote the out-of-fold maps, so a
-    train tile through the fold model that held it out gives its out-of-fold map again.
+    train tile through the fold model that held it out gives its out-of-fold map again,
+    alone or in a batch (the CNN's out-of-fold logits were made in batches too).
     Before anything is loaded, the run is checked against what ``kelp stack`` recorded: the
     same folds file, the same feature build and, per base model, maps made under the same
     key; each fold model must then carry that key (see the family loaders).
@@ -114,6 +128,52 @@ class BaseEnsemble:
             rows = pixel_rows(stack) if rows is None else rows
             out.append(fold_logits(self.trees[name], rows).reshape(tile.shape))
         return np.stack(out)
+
+    @property
+    def inputs(self) -> TileInputs:
+        """What each tile must bring: the trees' pixel rows, the CNN's channels."""
+        cnn_index = tuple(self.cnn_index) if self.cnn is not None else None
+        return TileInputs(tuple(self.band_order), self.config, bool(self.trees), cnn_index)
+
+    def family_logits(self, name: str, batch: Sequence[PreparedTile]) -> np.ndarray:
+        """``(B, H, W) float32`` logits of one family's fold ensemble, for tiles of one shape
+        prepared with :attr:`inputs` (the CNN takes them in one forward pass)."""
+        from kelp.tabular.predict import fold_logits
+
+        if name == "cnn" and self.cnn is not None:
+            raws = [_given(t.raw, t, "CNN channels") for t in batch]
+            return self.cnn.batch_logits(raws, [t.record.tile_id for t in batch])
+        models = self.trees[name]
+        return np.stack(
+            [fold_logits(models, _given(t.rows, t, "pixel rows")).reshape(t.shape) for t in batch]
+        )
+
+    @contextmanager
+    def threads(self, n: int | None) -> Iterator[None]:
+        """Every library (tree models and torch) on ``n`` threads inside; ``None`` = as is."""
+        if n is None:
+            yield
+            return
+        before = {id(m): m.n_jobs for models in self.trees.values() for m in models}
+        for models in self.trees.values():
+            for model in models:
+                model.n_jobs = n
+        torch_threads = None
+        if self.cnn is not None:
+            import torch
+
+            torch_threads = torch.get_num_threads()
+            torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            for models in self.trees.values():
+                for model in models:
+                    model.n_jobs = before[id(model)]
+            if torch_threads is not None:
+                import torch
+
+                torch.set_num_threads(torch_threads)
 
     def describe(self) -> dict[str, Any]:
         """What the ensemble is made of, for the manifest and the key."""
@@ -227,44 +287,20 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
     key = _key(layout, stacking, decision_record, config.tta)
     _open(out_dir, key)
     empty = _read_empty(out_dir)  # readable tiles that got an all-zero mask, and why
-    written = []
-    for rec in track(records, f"predicting {len(records)} tiles"):
-        path = out_dir / f"{rec.tile_id}_kelp.tif"
-        if path.is_file():
-            written.append(path)
-            continue
-        try:
-            tile = load_tile(rec, ensemble.band_order)
-        except TileError as error:
-            if config.on_error == "fail":
-                raise DatasetError([Problem(error.path, error.problem, rec.tile_id)]) from None
-            grid = raster_grid(rec.image)
-            if grid is None:  # unreadable: named, left out, and `kelp predict` exits 1
-                skipped.append(
-                    {"tile_id": rec.tile_id, "path": str(error.path), "reason": error.problem}
-                )
-                continue
-            empty[rec.tile_id] = error.problem  # readable, nothing to predict from
-            say(f"[yellow]warning:[/yellow] {error}; writing an all-zero mask")
-            _write_empty(out_dir, empty)
-            write_mask(path, np.zeros(grid[0], np.uint8), grid[1])
-            written.append(path)
-            continue
-        try:
-            land = land_mask(tile)
-            mask = decision.apply(fused_probability(meta, ensemble.logits(tile), land), land)
-        except Exception as error:  # a readable tile never goes missing from the submission
-            if config.on_error == "fail":
-                raise
-            empty[rec.tile_id] = f"{type(error).__name__}: {error}"
-            say(
-                f"[yellow]warning:[/yellow] {rec.image}: cannot be predicted "
-                f"({empty[rec.tile_id]}); writing an all-zero mask"
-            )
-            mask = np.zeros(tile.shape, np.uint8)
-            _write_empty(out_dir, empty)
-        write_mask(path, mask, tile.transform)
-        written.append(path)
+    todo = [r for r in records if not _mask_path(out_dir, r).is_file()]
+    cores = available_cores()
+    lanes = 2 if config.overlap and cores >= 2 and len(ensemble.names) > 1 else 1
+    masks = _Masks(out_dir, config.on_error, meta, decision, ensemble.inputs, empty, skipped)
+    # the loader's workers start first, before any thread of this process
+    with (
+        prepared_tiles(todo, ensemble.inputs, _workers(config.num_workers, cores)) as tiles,
+        ensemble.threads(cores // lanes if lanes > 1 else None),
+        Lanes(ensemble.names, lanes) as running,
+    ):
+        done = stream_logits(ensemble, tiles, running, _batch_size(config.batch_size, ensemble))
+        for tile, logits in track(done, f"predicting {len(todo)} tiles", total=len(todo)):
+            masks.write(tile, logits)
+    written = [path for r in records if (path := _mask_path(out_dir, r)).is_file()]
     tar = pack_submission(written, out_dir / "submission.tar")
     seconds = time.perf_counter() - started
     manifest = {
@@ -292,6 +328,107 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
         say(f"[red]missing from {tar.name}:[/red] {s['path']}: {s['reason']}")
     say(f"{len(written)} masks in {out_dir}, packed into {tar} ({seconds:.1f} s)")
     return manifest
+
+
+def _mask_path(out_dir: Path, record: TileRecord) -> Path:
+    return out_dir / f"{record.tile_id}_kelp.tif"
+
+
+def _batch_size(choice: int | Literal["auto"], ensemble: BaseEnsemble) -> int:
+    """CNN batch size: ``auto`` batches on a GPU only (on the CPU it is no faster)."""
+    if choice != "auto":
+        return choice
+    return 8 if ensemble.cnn is not None and ensemble.cnn.device.type == "cuda" else 1
+
+
+def _workers(choice: int | Literal["auto"], cores: int) -> int:
+    """Loader worker processes: ``auto`` only where the models leave cores to spare."""
+    if choice != "auto":
+        return choice
+    return 0 if cores <= 2 else min(2, cores - 2)
+
+
+class _Masks:
+    """Writes each tile's mask, or what ``on_error`` says for a tile that has none."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        on_error: Literal["fail", "skip"],
+        meta: Any,
+        decision: Decision,
+        inputs: TileInputs,
+        empty: dict[str, str],
+        skipped: list[dict[str, Any]],
+    ) -> None:
+        self.out_dir = out_dir
+        self.on_error = on_error
+        self.meta = meta
+        self.decision = decision
+        self.inputs = inputs
+        self.empty = empty
+        self.skipped = skipped
+
+    def write(self, tile: PreparedTile, logits: Logits) -> None:
+        """Write ``tile``'s mask (all zero when it cannot be predicted), or skip it.
+
+        Raises:
+            DatasetError: an unreadable tile with ``on_error="fail"``.
+            Exception: what stopped a readable tile, with ``on_error="fail"``.
+        """
+        rec = tile.record
+        path = _mask_path(self.out_dir, rec)
+        if tile.problem is not None:
+            if self.on_error == "fail":
+                error_path = tile.error_path or rec.image
+                raise DatasetError([Problem(error_path, tile.problem, rec.tile_id)])
+            if tile.shape is None:  # unreadable: named, left out, and `kelp predict` exits 1
+                self.skipped.append(
+                    {"tile_id": rec.tile_id, "path": str(tile.error_path), "reason": tile.problem}
+                )
+                return
+            self.empty[rec.tile_id] = tile.problem  # readable, nothing to predict from
+            say(
+                f"[yellow]warning:[/yellow] {tile.error_path}: {tile.problem}; writing an "
+                "all-zero mask"
+            )
+            _write_empty(self.out_dir, self.empty)
+            write_mask(path, np.zeros(tile.shape, np.uint8), tile.transform)
+            return
+        try:
+            mask = self._mask(tile, logits)
+        except Exception as error:  # a readable tile never goes missing from the submission
+            if self.on_error == "fail":
+                raise
+            self.empty[rec.tile_id] = tile.failure or f"{type(error).__name__}: {error}"
+            say(
+                f"[yellow]warning:[/yellow] {rec.image}: cannot be predicted "
+                f"({self.empty[rec.tile_id]}); writing an all-zero mask"
+            )
+            mask = np.zeros(_shape(tile), np.uint8)
+            _write_empty(self.out_dir, self.empty)
+        write_mask(path, mask, tile.transform)
+
+    def _mask(self, tile: PreparedTile, logits: Logits) -> np.ndarray:
+        if tile.failure is not None:
+            if self.on_error == "fail":  # the error itself, as the tile alone raises it
+                prepare_tile(tile.record, self.inputs, catch=False)
+            raise RuntimeError(tile.failure)
+        if isinstance(logits, Exception):
+            raise logits
+        land = _given(tile.land, tile, "land mask")
+        fused = fused_probability(self.meta, _given(logits, tile, "logits"), land)
+        return self.decision.apply(fused, land)
+
+
+def _shape(tile: PreparedTile) -> tuple[int, int]:
+    return _given(tile.shape, tile, "shape")
+
+
+def _given(value: Any, tile: PreparedTile, what: str) -> Any:
+    if value is None:  # a bug, not bad input: every path that reaches here sets it
+        raise ValueError(f"tile {tile.record.tile_id}: no {what}")
+    return value
 
 
 def _train_ids(catalog: Catalog, config: PredictConfig, layout: RunLayout) -> set[str]:

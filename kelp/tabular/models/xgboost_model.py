@@ -89,8 +89,12 @@ class XGBoostModel(TreeModel):
         # A booster trained on the GPU would copy each numpy chunk to the device and warn
         # about the mismatch; dense maps are predicted on the CPU.
         self._booster.set_param({"device": "cpu", "nthread": self.threads})
+        self._predict_threads = self.threads
 
     def _predict(self, x: np.ndarray) -> np.ndarray:
+        if self._predict_threads != self.threads:  # n_jobs changed since: the booster keeps it
+            self._booster.set_param({"nthread": self.threads})
+            self._predict_threads = self.threads
         return np.asarray(self._booster.inplace_predict(x, validate_features=False), np.float32)
 
     def _importance(self) -> np.ndarray:
