@@ -6,6 +6,7 @@ for results.
 """
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
@@ -18,7 +19,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["console", "say", "set_quiet", "track"]
+__all__ = ["console", "hushed", "say", "set_quiet", "track"]
 
 T = TypeVar("T")
 
@@ -26,6 +27,7 @@ console = Console(stderr=True)
 if not console.is_terminal:  # logs and pipes: tables should not be cut at 80 columns
     console.width = 120
 _quiet = False
+_hushed = 0
 
 
 def set_quiet(quiet: bool) -> None:
@@ -34,8 +36,22 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+@contextmanager
+def hushed() -> Iterator[None]:
+    """Inside, the bars and status lines of the work a caller wraps (one trial of
+    `kelp tune`, say) are not printed; warnings still are."""
+    global _hushed
+    _hushed += 1
+    try:
+        yield
+    finally:
+        _hushed -= 1
+
+
 def say(message: str) -> None:
     """Print one status line on stderr (rich markup allowed)."""
+    if _hushed and "warning" not in message:
+        return
     console.print(message, soft_wrap=True)
 
 
@@ -59,7 +75,7 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=_quiet,
+        disable=_quiet or bool(_hushed),
         transient=False,
     )
     with progress:

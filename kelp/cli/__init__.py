@@ -1,14 +1,14 @@
 """The `kelp` command: a few lines around each stage's function.
 
-``shared`` holds the app, its option types and the one error handler; ``data``, ``stages``
-and ``pipeline`` add their commands to it; ``tables`` is what they print.
+``shared`` holds the app, its option types and the one error handler; ``data``, ``stages``,
+``pipeline`` and ``tune`` add their commands to it; ``tables`` is what they print.
 """
 
 import typer
 
 from kelp import __version__
 from kelp._progress import set_quiet
-from kelp.cli import data, pipeline, stages  # noqa: F401  (they register their commands)
+from kelp.cli import data, pipeline, stages, tune  # noqa: F401  (they register their commands)
 from kelp.cli.shared import app
 
 __all__ = ["app"]

@@ -2,9 +2,10 @@
 
 Tables: top-level keys (``name``, ``runs_dir``), ``[data]`` (+ ``[data.synth]``),
 ``[folds]``, ``[features]``, ``[tabular]``, ``[cnn]``, ``[stacking]``, ``[predict]``,
-``[tracking]``. Every key is optional; the README lists them with their defaults and
-``configs/`` holds a CPU demo and a full GPU configuration. Relative paths are relative to
-the directory ``kelp`` runs in, as for every other command.
+``[tracking]``, ``[tune]`` (read by `kelp tune` only). Every key is optional; the README
+lists them with their defaults and ``configs/`` holds a CPU demo and a full GPU
+configuration. Relative paths are relative to the directory ``kelp`` runs in, as for every
+other command.
 """
 
 import os
@@ -20,6 +21,7 @@ from kelp.features.config import FeatureConfig
 from kelp.layout import RunLayout
 from kelp.stacking.config import PredictConfig, StackConfig
 from kelp.tabular.config import TabularConfig
+from kelp.tune.config import TuneConfig
 
 __all__ = ["STAGES", "RunConfig", "Stage", "TrackingConfig", "load_run_config"]
 
@@ -62,6 +64,7 @@ class RunConfig(Frozen):
     stacking: StackConfig = StackConfig()
     predict: PredictConfig = PredictConfig()
     tracking: TrackingConfig = TrackingConfig()
+    tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="before")
     @classmethod

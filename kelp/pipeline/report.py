@@ -84,6 +84,28 @@ def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _tuning(folder: Path) -> list[str]:
+    """A section per `kelp tune` study of the run: best trial, history, importances."""
+    parts = []
+    for path in sorted(folder.glob("*/summary.json")):
+        summary = _load(path)
+        best = summary["best"]
+        counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items() if n)
+        what = summary["target"] + (f" ({summary['model']})" if summary.get("model") else "")
+        parts.append(f"<h2>Tuning: {html.escape(summary['study'])}</h2>")
+        parts.append(
+            f"<p>{html.escape(what)}: {html.escape(counts)}. Best: trial {best['number']}, "
+            f"<b>nested OOF Dice {best['value']:.4f}</b> (the objective, so optimistic for the "
+            f"best of many trials); its values in {html.escape(path.parent.name)}/best.toml.</p>"
+        )
+        rows = [[name, json.dumps(value)] for name, value in best["params"].items()]
+        parts.append(_table(["parameter", "best value"], rows))
+        for name in ("history.png", "importance.png"):
+            if (path.parent / name).is_file():
+                parts.append(_image(path.parent / name, f"{summary['study']} {name[:-4]}"))
+    return parts
+
+
 def write_report(run: str | os.PathLike[str]) -> Path:
     """Write ``RUN/report.html`` from what the run's stages wrote; returns its path."""
     run = Path(run)
@@ -159,6 +181,7 @@ def write_report(run: str | os.PathLike[str]) -> Path:
             f"<p>{predictions['n_tiles']} test masks and "
             f"{html.escape(Path(predictions['submission']).name)} in predictions/.</p>"
         )
+    parts.extend(_tuning(run / "tune"))
     page = (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f"<title>kelp run {html.escape(record.get('name', run.name))}</title>"

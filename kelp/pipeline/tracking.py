@@ -15,7 +15,7 @@ from typing import Any
 from kelp.layout import RunLayout
 from kelp.pipeline.config import RunConfig
 
-__all__ = ["log_to_mlflow"]
+__all__ = ["log_study", "log_to_mlflow"]
 
 _ARTIFACTS = (
     "report.html", "run.json", "config.toml", "config.json", "stacking/comparison.csv",
@@ -34,8 +34,8 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def log_to_mlflow(config: RunConfig, run_dir: str | os.PathLike[str]) -> str:
-    """Log a run; returns the MLflow run id.
+def _mlflow(config: RunConfig) -> Any:
+    """MLflow, pointed at the config's tracking URI and experiment.
 
     Raises:
         ImportError: MLflow missing; says which ``pip install`` adds it.
@@ -46,7 +46,6 @@ def log_to_mlflow(config: RunConfig, run_dir: str | os.PathLike[str]) -> str:
         raise ImportError(
             "MLflow tracking needs mlflow: pip install 'kelp[tracking]' (or mlflow-skinny)"
         ) from None
-    run_dir = Path(run_dir)
     uri = config.tracking.uri
     if uri is None:
         store = (config.runs_dir / "mlruns").resolve()
@@ -55,6 +54,17 @@ def log_to_mlflow(config: RunConfig, run_dir: str | os.PathLike[str]) -> str:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(config.tracking.experiment)
+    return mlflow
+
+
+def log_to_mlflow(config: RunConfig, run_dir: str | os.PathLike[str]) -> str:
+    """Log a run; returns the MLflow run id.
+
+    Raises:
+        ImportError: MLflow missing; says which ``pip install`` adds it.
+    """
+    mlflow = _mlflow(config)
+    run_dir = Path(run_dir)
     with mlflow.start_run(run_name=config.name) as active:
         mlflow.log_params(_flatten(config.model_dump(mode="json")))
         record = json.loads(RunLayout.of(run_dir).run_json.read_text())
@@ -88,3 +98,45 @@ def log_to_mlflow(config: RunConfig, run_dir: str | os.PathLike[str]) -> str:
                 folder = str(Path(name).parent)
                 mlflow.log_artifact(str(path), artifact_path=None if folder == "." else folder)
         return str(active.info.run_id)
+
+
+def log_study(config: RunConfig, study_name: str, summary: dict[str, Any], folder: Path) -> str:
+    """Log a `kelp tune` study: one parent run, a child run per finished trial.
+
+    A resumed study logs into the same parent run and adds only the trials not logged yet.
+
+    Returns:
+        The parent run's id.
+
+    Raises:
+        ImportError: MLflow missing; says which ``pip install`` adds it.
+    """
+    mlflow = _mlflow(config)
+    client = mlflow.tracking.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(config.tracking.experiment).experiment_id
+    key = f"{config.name}/{study_name}"
+    found = client.search_runs([experiment], filter_string=f"tags.kelp_study = '{key}'")
+    with mlflow.start_run(
+        run_id=found[0].info.run_id if found else None, run_name=f"tune {study_name}"
+    ) as parent:
+        mlflow.set_tags({"kelp_study": key, "kelp_target": summary["target"]})
+        mlflow.log_metric("best_nested_dice", summary["best"]["value"])
+        parent_id = parent.info.run_id
+        children = client.search_runs(
+            [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+        )
+        logged = {r.data.tags.get("kelp_trial") for r in children}
+        for trial in summary["trials"]:
+            if trial["state"] not in ("COMPLETE", "PRUNED") or str(trial["number"]) in logged:
+                continue
+            with mlflow.start_run(run_name=f"trial {trial['number']}", nested=True):
+                mlflow.set_tags({"kelp_trial": str(trial["number"]), "state": trial["state"]})
+                mlflow.log_params({k: json.dumps(v) for k, v in trial["params"].items()})
+                if trial["value"] is not None:
+                    mlflow.log_metric("nested_dice", trial["value"])
+                for fold, value in trial["running"].items():
+                    mlflow.log_metric("running_dice", value, step=int(fold))
+        for name in ("best.toml", "summary.json", "history.png", "importance.png"):
+            if (folder / name).is_file():
+                mlflow.log_artifact(str(folder / name), artifact_path="tune")
+        return str(parent_id)
