@@ -21,9 +21,8 @@ from kelp.features.config import FeatureConfig
 from kelp.layout import RunLayout
 from kelp.stacking.config import PredictConfig, StackConfig
 from kelp.tabular.config import TabularConfig
-from kelp.tune.config import TuneConfig
 
-__all__ = ["STAGES", "RunConfig", "Stage", "TrackingConfig", "load_run_config"]
+__all__ = ["STAGES", "RunConfig", "Stage", "TrackingConfig", "TuneConfig", "load_run_config"]
 
 # keys of v0.1 that moved: a config using one is refused with where it went
 _RENAMED = {"workers": "[features] workers"}
@@ -44,6 +43,43 @@ class TrackingConfig(Frozen):
     mlflow: bool = False
     uri: str | None = None
     experiment: str = "kelp"
+
+
+class TuneConfig(Frozen):
+    """How `kelp tune` searches.
+
+    Attributes:
+        storage: where the study lives: an Optuna storage URL (``sqlite:///...``,
+            ``postgresql://...``) or a journal file path; default
+            ``RUN/tune/<study>/journal.log`` (Optuna's journal file storage, which several
+            processes share safely through a lock file).
+        study: the study's name; default ``<target>`` or ``trees-<model>``.
+        seed: seeds the TPE sampler (offset by the trials already in the study, so that a
+            resumed study draws new points, and by the worker with ``--jobs``).
+        startup_trials: random trials before TPE models the history; the pruner prunes
+            nothing before this many trials have finished.
+        pruner: ``median`` stops a trial whose running figure after a fold is below the
+            median of earlier trials after that fold; ``none`` runs every trial to the end.
+        warmup_folds: folds every trial runs before it may be pruned.
+        keep_trials: keep each trial's scratch folder (models, out-of-fold maps, tables).
+        trees: ``[tune.trees]`` search-space overrides (a model's own under its name).
+        cnn: ``[tune.cnn]`` search-space overrides.
+        stack: ``[tune.stack]`` search-space overrides.
+
+    The search spaces are checked by `kelp tune` (:func:`kelp.tune.space.build_space`) before
+    any trial runs: the parameters they may name live with the tuner, above this config.
+    """
+
+    storage: str | None = None
+    study: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")] | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    startup_trials: Annotated[int, Field(ge=0)] = 5
+    pruner: Literal["median", "none"] = "median"
+    warmup_folds: Annotated[int, Field(ge=0)] = 1
+    keep_trials: bool = False
+    trees: dict[str, Any] = Field(default_factory=dict)
+    cnn: dict[str, Any] = Field(default_factory=dict)
+    stack: dict[str, Any] = Field(default_factory=dict)
 
 
 class RunConfig(Frozen):

@@ -10,20 +10,33 @@ is redone one tile at a time, so that only the tile that fails loses its logits.
 
 import functools
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
 from kelp.stacking.lanes import Lanes
 from kelp.stacking.tiles import PreparedTile, size_batches
 
-if TYPE_CHECKING:
-    from kelp.stacking.predict import BaseEnsemble
 
-__all__ = ["AHEAD", "Logits", "stream_logits"]
+class Families(Protocol):
+    """What the stream needs of the base models (:class:`kelp.stacking.predict.BaseEnsemble`)."""
+
+    @property
+    def names(self) -> Sequence[str]: ...
+
+    @property
+    def trees(self) -> Mapping[str, Any]: ...
+
+    @property
+    def cnn(self) -> Any: ...
+
+    def family_logits(self, name: str, batch: Sequence[PreparedTile]) -> np.ndarray: ...
+
+
+__all__ = ["AHEAD", "Families", "Logits", "stream_logits"]
 
 AHEAD = 2
 """Tiles whose trees may start before the oldest tile's trees are done."""
@@ -34,13 +47,13 @@ for a tile the models cannot take."""
 
 
 def stream_logits(
-    ensemble: "BaseEnsemble",
+    ensemble: Families,
     tiles: Iterable[PreparedTile],
     lanes: Lanes,
     batch_size: int,
     ahead: int = AHEAD,
 ) -> Iterator[tuple[PreparedTile, Logits]]:
-    """Every tile with its logits (in :attr:`BaseEnsemble.names` order), batch by batch.
+    """Every tile with its logits (in :attr:`Families.names` order), batch by batch.
 
     Args:
         ensemble: the base models.
@@ -64,12 +77,12 @@ def stream_logits(
         yield from _gathered(ensemble, lanes, trees, *queued.popleft())
 
 
-def _tree_names(ensemble: "BaseEnsemble") -> list[str]:
+def _tree_names(ensemble: Families) -> list[str]:
     return [n for n in ensemble.names if n in ensemble.trees]
 
 
 def _trees_started(
-    ensemble: "BaseEnsemble",
+    ensemble: Families,
     tiles: Iterable[PreparedTile],
     lanes: Lanes,
     trees: dict[str, list[Future[np.ndarray]]],
@@ -90,7 +103,7 @@ def _trees_started(
 
 
 def _cnn(
-    ensemble: "BaseEnsemble", batch: list[PreparedTile], lanes: Lanes
+    ensemble: Families, batch: list[PreparedTile], lanes: Lanes
 ) -> "Future[np.ndarray] | None":
     if ensemble.cnn is None:
         return None
@@ -98,7 +111,7 @@ def _cnn(
 
 
 def _cnn_logits(
-    ensemble: "BaseEnsemble",
+    ensemble: Families,
     batch: list[PreparedTile],
     future: "Future[np.ndarray] | None",
     lanes: Lanes,
@@ -117,7 +130,7 @@ def _cnn_logits(
 
 
 def _gathered(
-    ensemble: "BaseEnsemble",
+    ensemble: Families,
     lanes: Lanes,
     trees: dict[str, list[Future[np.ndarray]]],
     batch: list[PreparedTile],

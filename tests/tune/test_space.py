@@ -94,10 +94,10 @@ def test_bad_spaces_are_named(overrides: dict[str, Any], message: str) -> None:
         build_space("trees", "lightgbm", overrides)
 
 
-def test_a_bad_space_fails_when_the_config_is_read() -> None:
+def test_bad_cnn_and_stack_spaces_are_named() -> None:
     with pytest.raises(ConfigError, match=r"\[tune.cnn\] lr: empty or inverted range"):
-        validate_config(RunConfig, {"tune": {"cnn": {"lr": {"low": 1e-2, "high": 1e-3}}}})
-    with pytest.raises(ConfigError, match="unknown stack parameter in .*'metaa'"):
-        validate_config(RunConfig, {"tune": {"stack": {"metaa": "average"}}})
+        build_space("cnn", None, {"lr": {"low": 1e-2, "high": 1e-3}})
+    with pytest.raises(ConfigError, match=r"unknown stack parameter in \[tune.stack\] 'metaa'"):
+        build_space("stack", None, {"metaa": "average"})
     with pytest.raises(ConfigError, match="unknown tree model 'lgbm'"):
         catalogue("trees", "lgbm")

@@ -199,13 +199,22 @@ def test_two_processes_share_one_study(tiny: Path) -> None:
         ),
         (None, TuneRequest("cnn", "lightgbm", trials=1), "--model is for --target trees"),
         (None, TuneRequest("trees", "lightgbm", trials=0), "must be at least 1"),
+        (
+            "bad space",
+            TREES,
+            r"unknown parameter of lightgbm in \[tune.trees.lightgbm\] "
+            "'num_leafs'; did you mean 'num_leaves'",
+        ),
     ],
 )
 def test_bad_requests_fail_in_one_line_before_anything_is_written(
     tiny: Path, storage: str | None, request_: TuneRequest, message: str
 ) -> None:
-    extra = f'storage = "{storage}"\n' if storage else ""
-    config = _config(tiny)
+    extra = f'storage = "{storage}"\n' if storage and "://" in storage else ""
+    space = (
+        "[tune.trees.lightgbm]\nnum_leafs = {low = 2, high = 9}\n" if storage == "bad space" else ""
+    )
+    config = _config(tiny, space)
     config.write_text(config.read_text().replace("[tune]\n", "[tune]\n" + extra))
     with pytest.raises(ConfigError, match=message) as error:
         tune(config, request_)
