@@ -59,6 +59,14 @@ class TabularConfig(Frozen):
         n_jobs: CPU threads per model; ``None`` = every core this process may use.
         seed: seeds the inner split and every model.
         chunk_pixels: pixels predicted at once in dense prediction (bounds memory).
+        max_rows: most table rows a model is fit on per fold (and, separately, most
+            early-stopping rows): where a fold's training tiles hold more, a seeded uniform
+            subsample of exactly ``max_rows`` rows is drawn (seed, fold), each kept row's
+            ``weight`` divided by its probability ``max_rows / rows`` (so the weighted loss
+            still estimates the loss over every sampled pixel), and ``metrics.json``
+            records rows available and kept. Only the fold's tiles are read (their Parquet
+            files), never the whole table: memory is bounded by the cap, not the dataset.
+            ``None`` = every row.
         params: per-model parameter overrides passed to the library as given, e.g.
             ``{"lightgbm": {"num_leaves": 127}}``.
     """
@@ -72,6 +80,7 @@ class TabularConfig(Frozen):
     n_jobs: Annotated[int, Field(ge=1)] | None = None
     seed: Annotated[int, Field(ge=0)] = 0
     chunk_pixels: Annotated[int, Field(ge=1024)] = 1 << 18
+    max_rows: Annotated[int, Field(ge=1)] | None = None
     params: dict[ModelName, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("models")

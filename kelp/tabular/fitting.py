@@ -7,7 +7,7 @@ with a fold ensemble of one.
 """
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,24 +24,32 @@ from kelp.features.stack import build_channels
 from kelp.layout import RunLayout
 from kelp.maps import MapStore, sigmoid
 from kelp.tabular.config import ModelName, TabularConfig
-from kelp.tabular.data import FeatureTable, check_feature_names
+from kelp.tabular.data import FeatureTable, RowSample, check_feature_names
 from kelp.tabular.models.base import TreeModel
 from kelp.tabular.predict import fold_logits, pixel_rows
 from kelp.tabular.registry import model_class
 from kelp.thresholds import ThresholdCounts
 
-__all__ = ["fit_model", "fold_summary", "predict_fold"]
+__all__ = ["FIT", "STOP", "TRAIN", "RowReader", "fit_model", "fold_summary", "predict_fold"]
+
+FIT, STOP, TRAIN = 0, 1, 2
+"""Which rows of a fold: fitting tiles, early-stopping tiles, both (no early stopping);
+each drawn under its own seed when capped."""
+
+
+RowReader = Callable[[Sequence[str], int], tuple[FeatureTable, RowSample]]
+"""``read(tiles, stream)``: the rows of ``tiles`` (capped, seeded by ``stream``)."""
 
 
 def fit_model(
     name: ModelName,
     device: ResolvedDevice,
     plan: FoldPlan,
-    table: FeatureTable,
+    read: RowReader,
     config: TabularConfig,
 ) -> tuple[TreeModel, dict[str, Any]]:
-    """Fit model ``name`` on the fold's training rows; returns it and what ``metrics.json``
-    records of the fit."""
+    """Fit model ``name`` on the fold's training rows (read through ``read``); returns it
+    and what ``metrics.json`` records of the fit."""
     cls = model_class(name)
     model = cls(
         config.params.get(name),
@@ -53,23 +61,20 @@ def fit_model(
     )
     stopping = cls.uses_early_stopping and bool(plan.stop_tiles)
     fit_tiles = plan.fit_tiles if stopping else plan.train_tiles
-    fit_rows = table.rows_of(fit_tiles)
-    weight = table.weight if config.sample_weight else None
+    fit, fit_sample = read(fit_tiles, FIT if stopping else TRAIN)
     eval_set = None
+    samples = {"fit": fit_sample.as_dict()}
     if stopping:
-        stop_rows = table.rows_of(plan.stop_tiles)
-        eval_set = (
-            table.features[stop_rows],
-            table.label[stop_rows],
-            None if weight is None else weight[stop_rows],
-        )
+        stop, stop_sample = read(plan.stop_tiles, STOP)
+        samples["stop"] = stop_sample.as_dict()
+        eval_set = (stop.features, stop.label, stop.weight if config.sample_weight else None)
     started = time.perf_counter()
     model.fit(
-        table.features[fit_rows],
-        table.label[fit_rows],
-        None if weight is None else weight[fit_rows],
+        fit.features,
+        fit.label,
+        fit.weight if config.sample_weight else None,
         eval_set=eval_set,
-        feature_names=table.feature_names,
+        feature_names=fit.feature_names,
     )
     info = {
         "fit_tiles": list(fit_tiles),
@@ -78,8 +83,9 @@ def fit_model(
         "early_stopping": (
             "on" if stopping else plan.note or "off: this model does not early-stop"
         ),
-        "fit_rows": int(fit_rows.sum()),
-        "fit_kelp_rows": int(table.label[fit_rows].sum()),
+        "fit_rows": len(fit.label),
+        "fit_kelp_rows": int(fit.label.sum()),
+        "rows": samples,
         "stop_rows": 0 if eval_set is None else len(eval_set[1]),
         "best_iteration": model.best_iteration_,
         "train_seconds": round(time.perf_counter() - started, 3),

@@ -55,7 +55,9 @@ def model_key(
                     "sample_weight",
                     "seed",
                 }
-            ),
+            )
+            # set only when capped: the keys of uncapped models stay those of kelp 0.1
+            | ({"max_rows": config.max_rows} if config.max_rows is not None else {}),
             "inputs": {k: v for k, v in inputs.items() if k != "feature_config"},
         }
     )

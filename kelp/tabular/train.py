@@ -37,9 +37,9 @@ from kelp.features.manifest import FeatureBuild, read_build
 from kelp.layout import RunLayout, short_hash
 from kelp.oof_report import build_report, write_report
 from kelp.tabular.config import ModelName, TabularConfig
-from kelp.tabular.data import FeatureTable, load_table
+from kelp.tabular.data import FeatureTable, RowSample, positive_tiles, read_rows
 from kelp.tabular.devices import resolve_devices
-from kelp.tabular.fitting import fit_model, fold_summary, predict_fold
+from kelp.tabular.fitting import RowReader, fit_model, fold_summary, predict_fold
 from kelp.tabular.importance import write_importance
 from kelp.tabular.models.base import TreeModel
 from kelp.tabular.predict import fold_dirs
@@ -135,7 +135,7 @@ def train_trees(
     records = {r.tile_id: r for r in catalog.train}
     predictable = set(build.tiles)
     stage = _Stage(config, layout, build, assignment, inputs, devices, keys, records, predictable)
-    table: FeatureTable | None = None
+    positives: set[str] | None = None
     trained: dict[int, list[ModelName]] = {}
     for fold in wanted:
         stale = [
@@ -146,10 +146,10 @@ def train_trees(
         if not stale:
             say(f"fold {fold}: {', '.join(config.models)} up to date")
             continue
-        if table is None:
-            table = load_table(layout.features, build.manifest)
-            say(f"feature table: {len(table.label)} rows of {len(table.tiles)} tiles")
-        _train_fold(stage, fold, stale, table)
+        if positives is None:
+            positives = positive_tiles(layout.features, build.manifest)
+            say(f"feature table: {build.manifest['n_rows']} rows of {len(build.tiles)} tiles")
+        _train_fold(stage, fold, stale, positives)
         trained[fold] = stale
     manifest = _manifest(stage, wanted, trained, started)
     with atomic_path(layout.tabular / "manifest.json") as tmp:
@@ -165,13 +165,12 @@ def _remove_extra_folds(layout: RunLayout, models: Sequence[ModelName], k: int) 
                 shutil.rmtree(folder)
 
 
-def _plan(stage: _Stage, fold: int, table: FeatureTable) -> tuple[FoldPlan, list[str]]:
+def _plan(stage: _Stage, fold: int, positives: set[str]) -> tuple[FoldPlan, list[str]]:
     """The fold's split of the training tiles, and its held-out tiles that can be predicted."""
-    positives = table.positive_tiles()
     plan = plan_fold(
         stage.assignment,
         fold,
-        {t: t in positives for t in table.tiles},
+        {t: t in positives for t, v in sorted(stage.build.manifest["tiles"].items()) if v["rows"]},
         stage.config.stop_fraction,
         stage.config.seed,
     )
@@ -184,19 +183,40 @@ def _plan(stage: _Stage, fold: int, table: FeatureTable) -> tuple[FoldPlan, list
     return plan, held_out
 
 
-def _train_fold(stage: _Stage, fold: int, stale: list[ModelName], table: FeatureTable) -> None:
+def _reader(stage: _Stage, fold: int) -> RowReader:
+    """Reads a fold's rows from the table, keeping the last two sets read (fit and stop rows
+    are shared by the boosted models; the forest reads both as one set)."""
+    cache: dict[tuple[int, tuple[str, ...]], tuple[FeatureTable, RowSample]] = {}
+
+    def read(tiles: Sequence[str], stream: int) -> tuple[FeatureTable, RowSample]:
+        key = (stream, tuple(sorted(tiles)))
+        if key not in cache:
+            if len(cache) >= 2:
+                cache.pop(next(iter(cache)))
+            config = stage.config
+            cache[key] = read_rows(
+                stage.layout.features, stage.build.manifest, tiles,
+                max_rows=config.max_rows, seed=(config.seed, fold, stream),
+            )  # fmt: skip
+        return cache[key]
+
+    return read
+
+
+def _train_fold(stage: _Stage, fold: int, stale: list[ModelName], positives: set[str]) -> None:
     """Fit the ``stale`` models of ``fold``, write their OOF maps, then their metrics."""
     layout, keys = stage.layout, stage.keys
-    plan, held_out = _plan(stage, fold, table)
+    plan, held_out = _plan(stage, fold, positives)
+    read = _reader(stage, fold)
     models: dict[ModelName, TreeModel] = {}
     infos: dict[ModelName, dict[str, Any]] = {}
     for name in stale:
         folder = layout.tree_fold(name, fold)
         (folder / METRICS_JSON).unlink(missing_ok=True)  # the fold is redone
-        model, info = fit_model(name, stage.devices[name], plan, table, stage.config)
+        model, info = fit_model(name, stage.devices[name], plan, read, stage.config)
         model.save(folder, {**stage.inputs, "key": keys[name], "fold": fold})
         write_importance(
-            folder, table.feature_names, model.feature_importances_, f"{name}, fold {fold}"
+            folder, model.feature_names_in_, model.feature_importances_, f"{name}, fold {fold}"
         )
         say(
             f"fold {fold}: {name} trained in {info['train_seconds']:.1f} s on {info['device']}"

@@ -1,0 +1,134 @@
+"""Peak memory of `kelp train-trees` against the number of tiles: whole table, per fold, capped.
+
+    python benchmarks/scale.py --tiles 100,300,1000 --out runs/scale
+    python benchmarks/scale.py --tiles 100,300,1000 --out runs/scale --before ../kelp-0.1
+
+For each tile count: a synthetic dataset of 350 px tiles (default preset, no test tiles),
+5 area-grouped folds and the default feature table (``kelp run --only folds``/``features``,
+kept in ``OUT/<tiles>/``), then ``kelp train-trees --folds 0 --models lightgbm`` (fold 0
+only: the peak is the fit of one fold; the other folds are alike) in a fresh process, each
+variant in its own run folder on the same folds and table:
+
+- ``before``: the code of ``--before DIR`` (a checkout of an earlier kelp, put first on
+  ``PYTHONPATH``), which loads the whole table, then copies the fold's rows;
+- ``per fold``: this code, reading only the fold's tiles, every row;
+- ``capped``: this code with ``[tabular] max_rows = --max-rows``.
+
+It prints peak RSS (``/usr/bin/time``'s maximum resident set size) per variant and tile
+count, the table's rows, the ratio RSS(largest) / RSS(second largest) beside its goal 1.15
+(for the capped variant, once the cap binds), and a straight-line projection through the
+two largest counts to ``--project`` tiles (5,635: the real train set) beside its goal,
+8 GB. Boosting is cut to ``--rounds`` rounds: memory does not depend on it.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CONFIG = """\
+name = "run"
+runs_dir = "{runs}"
+
+[data]
+path = "{data}"
+
+[folds]
+k = 5
+
+[features]
+workers = 2
+"""
+
+TABULAR = """\
+[tabular]
+max_rounds = {rounds}
+early_stopping_rounds = 0
+n_jobs = 2
+{cap}
+"""
+
+
+def _kelp(*args: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "kelp", "-q", *args], check=True, env=env)
+
+
+def _prepare(out: Path, tiles: int) -> Path:
+    """Data, folds and the feature table for ``tiles`` tiles; the run folder."""
+    folder = out / str(tiles)
+    data = folder / "data"
+    if not (data / "metadata.csv").is_file():
+        _kelp("data", "synth", "--out", str(data), "--tiles", str(tiles), "--size", "350",
+              "--seed", "0", "--test-fraction", "0")  # fmt: skip
+    config = folder / "prepare.toml"
+    config.write_text(CONFIG.format(runs=folder, data=data))
+    for stage in ("folds", "features"):
+        _kelp("run", str(config), "--only", stage)
+    return folder / "run"
+
+
+def _peak_mib(run: Path, variant: str, rounds: int, cap: int | None, before: Path | None) -> float:
+    """Peak RSS of one `kelp train-trees` in a fresh process, in its own run folder."""
+    folder = run.parent / variant
+    folder.mkdir(exist_ok=True)
+    config = folder / "tabular.toml"
+    config.write_text(TABULAR.format(rounds=rounds, cap=f"max_rows = {cap}" if cap else ""))
+    env = dict(os.environ)
+    if before is not None:
+        env["PYTHONPATH"] = str(before.resolve())
+    command = [
+        "/usr/bin/time", "-f", "%M", sys.executable, "-m", "kelp", "-q", "train-trees",
+        str(run.parent / "data"), "--run", str(folder),
+        "--folds-file", str(run / "folds.csv"), "--features", str(run / "features"),
+        "--folds", "0", "--models", "lightgbm", "--config", str(config),
+    ]  # fmt: skip
+    done = subprocess.run(command, check=True, env=env, capture_output=True, text=True)
+    return int(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiles", default="100,300,1000")
+    parser.add_argument("--out", type=Path, default=Path("runs/scale"))
+    parser.add_argument("--max-rows", type=int, default=500_000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--before", type=Path, default=None, help="an earlier kelp checkout")
+    parser.add_argument("--project", type=int, default=5635)
+    args = parser.parse_args()
+    counts = [int(n) for n in args.tiles.split(",")]
+    out = args.out.resolve()
+    variants = {"per fold": None, "capped": args.max_rows}
+    results: dict[str, dict[int, float]] = {v: {} for v in (["before"] if args.before else [])}
+    results.update({v: {} for v in variants})
+    rows = {}
+    for n in counts:
+        run = _prepare(out, n)
+        rows[n] = json.loads((run / "features" / "manifest.json").read_text())["n_rows"]
+        if args.before is not None:
+            results["before"][n] = _peak_mib(run, "before", args.rounds, None, args.before)
+        for name, cap in variants.items():
+            results[name][n] = _peak_mib(run, name.replace(" ", "_"), args.rounds, cap, None)
+        peaks = ", ".join(f"{v} {r[n]:.0f} MiB" for v, r in results.items())
+        print(f"{n} tiles ({rows[n]:,} rows): {peaks}", flush=True)
+    print(f"\npeak RSS of `kelp train-trees --folds 0 --models lightgbm`, MiB "
+          f"(cap {args.max_rows:,} rows; {os.cpu_count()} cores)")  # fmt: skip
+    print(f"{'tiles':>7}{'rows':>12}" + "".join(f"{v:>12}" for v in results))
+    for n in counts:
+        print(f"{n:>7}{rows[n]:>12,}" + "".join(f"{r[n]:>12.0f}" for r in results.values()))
+    if len(counts) >= 2:
+        a, b = counts[-2], counts[-1]
+        print(f"\nRSS({b}) / RSS({a}) (goal <= 1.15 once the cap binds) and a straight line "
+              f"through them at {args.project:,} tiles (goal < 8 GB):")  # fmt: skip
+        for v, r in results.items():
+            slope = (r[b] - r[a]) / (b - a)
+            projected = r[b] + max(0.0, slope) * (args.project - b)  # never below measured
+            print(f"  {v:<10} ratio {r[b] / r[a]:.2f}   projected {projected / 1024:.2f} GiB")
+    (out / "scale.json").write_text(
+        json.dumps({"rows": rows, "peak_mib": results, "max_rows": args.max_rows}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    main()
