@@ -84,7 +84,8 @@ class ChannelSource:
     """Reads a tile and returns its raw channel subset, keeping recent ones in memory.
 
     The cache holds raw (un-normalised) channels so that one cache serves every fold;
-    each process (each DataLoader worker) has its own.
+    each process (each DataLoader worker) has its own, so ``cache_mb`` is one process's
+    share (``train_cnn`` divides the configured total among them).
 
     Args:
         config: the feature build's config.

@@ -114,7 +114,9 @@ class CnnConfig(Frozen):
         tta: average the logits over the 8 flips/rotations for out-of-fold (and, by default,
             test) predictions.
         num_workers: DataLoader worker processes; ``auto`` = 0 on CPU, up to 8 on CUDA.
-        cache_mb: memory for keeping tiles' raw channels between epochs (per process).
+        cache_mb: memory for keeping tiles' raw channels between epochs, in total: shared
+            out between this process and the DataLoader workers (each training and
+            validation loader worker keeps its own part).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         seed: seeds torch, numpy, python, augmentation and sampling.
     """

@@ -39,7 +39,7 @@ from kelp.cnn.channels import ChannelSource, check_channels
 from kelp.cnn.checkpoint import save_checkpoint
 from kelp.cnn.config import CnnConfig
 from kelp.cnn.determinism import deterministic
-from kelp.cnn.device import precision_for, resolve_device
+from kelp.cnn.device import loader_workers, precision_for, resolve_device
 from kelp.cnn.fold import (
     FoldParts,
     Progress,
@@ -99,8 +99,14 @@ def train_cnn(
     model_lib.check_model(model_lib.ModelSpec.from_config(config))  # fail before any work
     precision = precision_for(config.amp, device)
     key = run_key(config, inputs)
+    # every DataLoader worker (training and validation loaders) keeps a cache of its own:
+    # each process gets its share of `cache_mb`, so that the total stays within it
+    workers = loader_workers(config.num_workers, device)
     source = ChannelSource(
-        inputs.feature_config, config.channels, inputs.band_order, config.cache_mb
+        inputs.feature_config,
+        config.channels,
+        inputs.band_order,
+        config.cache_mb // (2 * workers + 1),
     )
     has_kelp = {t: bool(read_mask(r.mask).any()) for t, r in inputs.records.items() if r.mask}
     store = open_store(layout.oof("cnn"), key)

@@ -242,12 +242,24 @@ def test_bad_input(
 
 
 @pytest.mark.slow
-def test_loader_workers_do_not_change_the_result(run_dir: tuple[Path, Path]) -> None:
+def test_loader_workers_do_not_change_the_result_and_share_the_cache(
+    run_dir: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     data, run = run_dir
     other = run.parent / "other"
     shutil.copytree(run, other)
+    budgets: list[int] = []
+    source = train_module.ChannelSource
+
+    def recording(*args: object) -> object:
+        budgets.append(int(args[3]))  # type: ignore[call-overload]
+        return source(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_module, "ChannelSource", recording)
     train_cnn(FAST, RunLayout.of(run, data), folds=[0])
     train_cnn(FAST.model_copy(update={"num_workers": 2}), RunLayout.of(other, data), folds=[0])
+    # 64 MB in total: all of it in this process, or a fifth each to it and 2 + 2 workers
+    assert budgets == [64, 64 // 5]
     a = pl.read_csv(run / "cnn" / "fold=0" / "log.csv").drop("seconds")
     b = pl.read_csv(other / "cnn" / "fold=0" / "log.csv").drop("seconds")
     assert a.equals(b)  # augmentation and order depend on (seed, epoch, tile) only
