@@ -160,11 +160,11 @@ def _folds(
 
     assignment, catalog = read_run_folds(layout.folds, layout.data)
     counts: dict[int, ThresholdCounts] = {}
+    masks = {r.tile_id: r.mask for r in catalog.train}
     for fold in range(assignment.k):
         if setup.space.target == "trees":
             counts[fold] = _tree_fold(config, layout, str(setup.space.model), fold)
         else:
-            masks = {r.tile_id: r.mask for r in catalog.train}
             counts[fold] = _cnn_fold(config, layout, fold, assignment.tiles_in(fold), masks)
         report(running_figure(counts), fold)
     return counts
