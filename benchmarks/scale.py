@@ -19,13 +19,23 @@ count, the table's rows, the ratio RSS(largest) / RSS(second largest) beside its
 (for the capped variant, once the cap binds), and a straight-line projection through the
 two largest counts to ``--project`` tiles (5,635: the real train set) beside its goal,
 8 GB. Boosting is cut to ``--rounds`` rounds: memory does not depend on it.
+
+``--engines N`` then times ``kelp build-features`` on the smallest tile count, end to end in
+a fresh process each (start-up included, a new output folder each time), N alternating
+pairs: the process pool (``--workers 2``) against Dask (``--cluster local:2``, a
+LocalCluster of 2 single-threaded worker processes started by the command), and prints
+tiles/s of each, the median ratio of their times (goal: Dask <= 1.3x the pool) and whether
+the two tables are byte-identical.
 """
 
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 CONFIG = """\
@@ -88,6 +98,43 @@ def _peak_mib(run: Path, variant: str, rounds: int, cap: int | None, before: Pat
     return int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
+def _build_seconds(run: Path, out: Path, engine: list[str]) -> float:
+    """Wall time of one `kelp build-features` into a new folder ``out``."""
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    _kelp("build-features", str(run.parent / "data"), "--folds", str(run / "folds.csv"),
+          "--out", str(out), *engine)  # fmt: skip
+    return time.perf_counter() - started
+
+
+def _same_table(a: Path, b: Path) -> bool:
+    files = sorted(p.name for p in (a / "table").iterdir())
+    if files != sorted(p.name for p in (b / "table").iterdir()):
+        return False
+    return all((a / "table" / f).read_bytes() == (b / "table" / f).read_bytes() for f in files)
+
+
+def _engines(run: Path, tiles: int, pairs: int) -> None:
+    """Process pool against a LocalCluster of as many workers, alternating."""
+    engines = {"pool": ["--workers", "2"], "dask": ["--cluster", "local:2"]}
+    seconds: dict[str, list[float]] = {name: [] for name in engines}
+    for pair in range(pairs):
+        order = list(engines) if pair % 2 == 0 else list(engines)[::-1]
+        for name in order:
+            seconds[name].append(_build_seconds(run, run.parent / f"engine-{name}", engines[name]))
+        print(f"pair {pair + 1}: " + ", ".join(f"{n} {s[-1]:.1f} s" for n, s in seconds.items()),
+              flush=True)  # fmt: skip
+    ratios = [d / p for d, p in zip(seconds["dask"], seconds["pool"], strict=True)]
+    print(f"\n`kelp build-features`, {tiles} tiles of 350 px, 2 workers, end to end "
+          f"({pairs} alternating pairs, medians; {os.cpu_count()} cores)")  # fmt: skip
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        print(f"  {name:<5} {median:6.1f} s  {tiles / median:6.1f} tiles/s")
+    same = _same_table(run.parent / "engine-pool", run.parent / "engine-dask")
+    print(f"  dask / pool time: median ratio {statistics.median(ratios):.2f} (goal <= 1.3); "
+          f"tables byte-identical: {same}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", default="100,300,1000")
@@ -96,6 +143,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--before", type=Path, default=None, help="an earlier kelp checkout")
     parser.add_argument("--project", type=int, default=5635)
+    parser.add_argument(
+        "--engines",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="also time build-features: process pool vs Dask, PAIRS pairs",
+    )
+    parser.add_argument("--skip-rss", action="store_true", help="only the --engines timing")
     args = parser.parse_args()
     counts = [int(n) for n in args.tiles.split(",")]
     out = args.out.resolve()
@@ -103,8 +158,12 @@ def main() -> None:
     results: dict[str, dict[int, float]] = {v: {} for v in (["before"] if args.before else [])}
     results.update({v: {} for v in variants})
     rows = {}
+    if args.skip_rss:
+        counts = counts[:1]
     for n in counts:
         run = _prepare(out, n)
+        if args.skip_rss:
+            break
         rows[n] = json.loads((run / "features" / "manifest.json").read_text())["n_rows"]
         if args.before is not None:
             results["before"][n] = _peak_mib(run, "before", args.rounds, None, args.before)
@@ -112,6 +171,10 @@ def main() -> None:
             results[name][n] = _peak_mib(run, name.replace(" ", "_"), args.rounds, cap, None)
         peaks = ", ".join(f"{v} {r[n]:.0f} MiB" for v, r in results.items())
         print(f"{n} tiles ({rows[n]:,} rows): {peaks}", flush=True)
+    if args.engines:
+        _engines(_prepare(out, counts[0]), counts[0], args.engines)
+    if args.skip_rss:
+        return
     print(f"\npeak RSS of `kelp train-trees --folds 0 --models lightgbm`, MiB "
           f"(cap {args.max_rows:,} rows; {os.cpu_count()} cores)")  # fmt: skip
     print(f"{'tiles':>7}{'rows':>12}" + "".join(f"{v:>12}" for v in results))

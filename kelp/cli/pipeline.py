@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from kelp._progress import console, say
-from kelp.cli.shared import app, errors, exit_if_tiles_missing, interrupt
+from kelp.cli.shared import (
+    ClusterOption,
+    app,
+    cluster_config,
+    errors,
+    exit_if_tiles_missing,
+    interrupt,
+)
 
 if TYPE_CHECKING:
     from kelp.pipeline.config import RunConfig
@@ -26,6 +33,7 @@ def run_command(
     start: Annotated[str | None, typer.Option("--from", help="Run from this stage on.")] = None,
     force: Annotated[bool, typer.Option(help="Redo the selected stages from scratch.")] = False,
     mlflow: Annotated[bool, typer.Option(help="Log the run to MLflow.")] = False,
+    cluster: ClusterOption = None,
 ) -> None:
     """Run the whole pipeline in runs/<name>/, skipping what is up to date."""
     from kelp.cli.tables import print_results
@@ -37,6 +45,8 @@ def run_command(
         if mlflow:
             tracking = cfg.tracking.model_copy(update={"mlflow": True})
             cfg = cfg.model_copy(update={"tracking": tracking})
+        if cluster is not None:
+            cfg = cfg.model_copy(update={"cluster": cluster_config(None, cluster)})
         with interrupt():
             record = run_pipeline(cfg, config.read_text(), only, start, force)  # type: ignore[arg-type]
     print_results(Path(record["run_dir"]), record)

@@ -25,9 +25,11 @@ if TYPE_CHECKING:  # pydantic costs `kelp --help` ~40 ms; only the stage bodies 
 
 __all__ = [
     "BandOrderOption",
+    "ClusterOption",
     "DeviceChoice",
     "OnErrorChoice",
     "app",
+    "cluster_config",
     "data_app",
     "errors",
     "exit_if_tiles_missing",
@@ -65,6 +67,30 @@ BandOrderOption = Annotated[
     str, typer.Option("--band-order", help="The file's bands, first band first, comma-separated.")
 ]
 DEFAULT_BAND_ORDER_TEXT = ",".join(DEFAULT_BAND_ORDER)
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        help="Run on Dask: local:N (N worker processes here) or a scheduler address like "
+        "tcp://host:8786 (default: the config's [cluster], else this machine alone).",
+    ),
+]
+
+
+def cluster_config(path: Path | None, address: str | None) -> Any:
+    """The ``[cluster]`` table of the config file ``path`` (if any), ``--cluster`` on top.
+
+    Raises:
+        ConfigError: a bad address or key (named).
+    """
+    from kelp.cluster import ClusterConfig
+    from kelp.config import load_toml, validate_config
+
+    values = dict(load_toml(path).get("cluster", {})) if path is not None else {}
+    if address is not None:
+        values["address"] = address
+    where = "--cluster" if address is not None else f"{path} [cluster]"
+    return validate_config(ClusterConfig, values, where=where)
 
 
 @contextlib.contextmanager

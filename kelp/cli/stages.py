@@ -15,9 +15,11 @@ from kelp._progress import console, say
 from kelp.cli.shared import (
     DEFAULT_BAND_ORDER_TEXT,
     BandOrderOption,
+    ClusterOption,
     DeviceChoice,
     OnErrorChoice,
     app,
+    cluster_config,
     errors,
     exit_if_tiles_missing,
     parse_folds,
@@ -71,8 +73,10 @@ def build_features_command(
     ] = None,
     dense: Annotated[bool, typer.Option(help="Keep every pixel instead of sampling.")] = False,
     band_order: BandOrderOption = DEFAULT_BAND_ORDER_TEXT,
+    cluster: ClusterOption = None,
 ) -> None:
     """Build the per-pixel Parquet feature table of the train tiles."""
+    from kelp.cluster import connect
     from kelp.features.build import build_features
     from kelp.features.config import FeatureConfig
     from kelp.layout import RunLayout
@@ -86,7 +90,8 @@ def build_features_command(
         layout = RunLayout.of(
             out.parent, data, folds=folds, features=out, band_order=band_order.split(",")
         )
-        manifest = build_features(cfg, layout)
+        with connect(cluster_config(config, cluster)):
+            manifest = build_features(cfg, layout)
     say(
         f"{manifest['n_tiles']} tiles, {manifest['n_rows']} rows, "
         f"{len(manifest['feature_names'])} features in {out / 'table'}; "
@@ -108,9 +113,11 @@ def train_trees_command(
     seed: Annotated[int | None, typer.Option(help="Seeds the inner split and models.")] = None,
     folds_file: FoldsFileOption = None,
     features: FeaturesOption = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Train tree models per fold, write dense out-of-fold maps and the OOF report."""
     from kelp.cli.tables import report_table
+    from kelp.cluster import connect
     from kelp.layout import RunLayout
     from kelp.tabular.config import TabularConfig
     from kelp.tabular.registry import parse_models
@@ -123,7 +130,8 @@ def train_trees_command(
             device=device.value if device else None, seed=seed,
         )  # fmt: skip
         layout = RunLayout.of(run, data, folds=folds_file, features=features)
-        manifest = train_trees(cfg, layout, folds=parse_folds(folds))
+        with connect(cluster_config(config, cluster)):
+            manifest = train_trees(cfg, layout, folds=parse_folds(folds))
     console.print(report_table(manifest["report"]))
     say(
         f"models in {layout.tabular}, out-of-fold maps in {layout.oof_dir}, report in "
@@ -142,9 +150,11 @@ def train_cnn_command(
     seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
     folds_file: FoldsFileOption = None,
     features: FeaturesOption = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Train a U-Net per fold and write its out-of-fold logits (RUN/cnn, RUN/oof/cnn)."""
     with errors():
+        from kelp.cluster import connect
         from kelp.cnn.config import CnnConfig
         from kelp.cnn.train import train_cnn
         from kelp.layout import RunLayout
@@ -154,7 +164,8 @@ def train_cnn_command(
             seed=seed,
         )  # fmt: skip
         layout = RunLayout.of(run, data, folds=folds_file, features=features)
-        manifest = train_cnn(cfg, layout, folds=parse_folds(folds))
+        with connect(cluster_config(config, cluster)):
+            manifest = train_cnn(cfg, layout, folds=parse_folds(folds))
     for k, fold in manifest["folds"].items():
         dice = fold["best_val_dice"]
         say(

@@ -24,6 +24,7 @@ Re-running with the same inputs and config does nothing for folds already finish
 ``fold.json`` holds the run key); a changed config or input retrains.
 """
 
+import functools
 import json
 import math
 import shutil
@@ -32,8 +33,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from kelp._files import atomic_path
-from kelp._progress import say
+from kelp._progress import say, track
 from kelp.artifacts import read_marker
+from kelp.cluster import current, gpu_resources, run_tasks
 from kelp.cnn import model as model_lib
 from kelp.cnn.channels import ChannelSource, check_channels
 from kelp.cnn.checkpoint import save_checkpoint
@@ -113,10 +115,19 @@ def train_cnn(
     previous = store_manifest(layout.oof("cnn"))
     oof_folds: dict[str, int] = dict(previous["folds"]) if previous else {}
     ctx = TrainContext(inputs, config, key, layout, source, has_kelp, device, precision)
-    for k in chosen:
-        with deterministic(device):
-            trained = _train_fold(ctx, k)
-        oof_folds = _refresh_oof(ctx, k, trained, store, oof_folds)
+    client = current()
+    if client is None:
+        for k in chosen:
+            if _fold(ctx, store, oof_folds, k):
+                oof_folds = _record_oof(ctx, k, store, oof_folds)
+    else:  # one task per fold; each writes its checkpoints and maps, the manifest is ours
+        resources = gpu_resources(client, "the CNN") if device.type == "cuda" else None
+        work = functools.partial(_fold, ctx, store, dict(oof_folds))
+        tasks = run_tasks(work, chosen, resources=resources)
+        for k, future in track(tasks, "training CNN folds on the cluster", total=len(chosen)):
+            if future.result():
+                oof_folds = _record_oof(ctx, k, store, oof_folds)
+            say(f"fold {k}: trained on the cluster")
     metrics = oof_metrics(store, oof_folds, inputs) if oof_folds else None
     if oof_folds:
         finish_store(store, oof_manifest(config, inputs, key, oof_folds, metrics))
@@ -143,17 +154,18 @@ def _choose_folds(folds: Sequence[int] | None, k: int) -> list[int]:
     return sorted(set(folds))
 
 
-def _refresh_oof(
-    ctx: TrainContext, k: int, trained: bool, store: MapStore, oof_folds: dict[str, int]
-) -> dict[str, int]:
-    """Predict fold ``k``'s held-out tiles if it trained or some lack its logits.
+def _fold(ctx: TrainContext, store: MapStore, oof_folds: dict[str, int], k: int) -> bool:
+    """Train fold ``k`` (resuming), then predict its held-out tiles if it trained or some
+    lack its logits (``oof_folds``: ``{tile_id: fold}`` of the maps already written).
 
     Returns:
-        ``{tile_id: fold}`` of the out-of-fold maps, updated.
+        Whether the fold's out-of-fold maps were (re)written.
     """
+    with deterministic(ctx.device):
+        trained = _train_fold(ctx, k)
     held = ctx.inputs.tiles_in(k)
     if not trained and all(oof_folds.get(t) == k for t in held):
-        return oof_folds
+        return False
     predict_oof(
         ctx.layout.cnn_best(k),
         ctx.config,
@@ -164,8 +176,15 @@ def _refresh_oof(
         ctx.precision,
         f"fold {k}: out-of-fold logits",
     )
+    return True
+
+
+def _record_oof(
+    ctx: TrainContext, k: int, store: MapStore, oof_folds: dict[str, int]
+) -> dict[str, int]:
+    """``oof_folds`` with fold ``k``'s held-out tiles, saved in the store's partial manifest."""
     oof_folds = {t: f for t, f in oof_folds.items() if f != k}
-    oof_folds.update({t: k for t in held})
+    oof_folds.update({t: k for t in ctx.inputs.tiles_in(k)})
     finish_store(store, oof_manifest(ctx.config, ctx.inputs, ctx.key, oof_folds))
     return oof_folds
 

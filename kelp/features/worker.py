@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from kelp import __version__
 from kelp._files import atomic_path
+from kelp.cluster import current, run_tasks, total_threads
 from kelp.data.catalog import TileRecord
 from kelp.data.tile import load_tile
 from kelp.errors import TileError
@@ -121,8 +122,21 @@ def run_jobs(
     A tile's failure is yielded as its result: in one process a ``TileError``, ``ValueError``
     or ``OSError`` (anything else propagates), in a pool any ``Exception``;
     ``KeyboardInterrupt`` and ``SystemExit`` stop the run. With several workers ``work``
-    must be picklable.
+    must be picklable. On a cluster (:func:`kelp.cluster.connect`) each job is a task and
+    ``workers`` is ignored: the cluster's threads say how many run at once.
     """
+    if current() is not None:  # tiles as tasks on the cluster, 2 in flight per thread
+        client = current()
+        assert client is not None
+        for job, future in run_tasks(work, jobs, in_flight=2 * total_threads(client)):
+            failure = future.exception()
+            if isinstance(failure, Exception):
+                yield job, failure
+            elif failure is not None:
+                raise failure
+            else:
+                yield job, future.result()
+        return
     if workers <= 1:
         for job in jobs:
             try:

@@ -2,9 +2,10 @@
 
 Tables: top-level keys (``name``, ``runs_dir``), ``[data]`` (+ ``[data.synth]``),
 ``[folds]``, ``[features]``, ``[tabular]``, ``[cnn]``, ``[stacking]``, ``[predict]``,
-``[tracking]``, ``[tune]`` (read by `kelp tune` only). Every key is optional; the README
-lists them with their defaults and ``configs/`` holds a CPU demo and a full GPU
-configuration. Relative paths are relative to the directory ``kelp`` runs in, as for every
+``[tracking]``, ``[tune]`` (read by `kelp tune` only), ``[cluster]`` (where the stages run:
+part of no stage's key, since it changes how fast, not what they make). Every key is
+optional; the README lists them with their defaults and ``configs/`` holds a CPU demo and a
+full GPU configuration. Relative paths are relative to the directory ``kelp`` runs in, as for every
 other command.
 """
 
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from kelp.cluster import ClusterConfig
 from kelp.cnn.config import CnnConfig
 from kelp.config import Frozen, load_toml, validate_config
 from kelp.data.config import DataConfig, FoldsConfig, SynthConfig
@@ -101,6 +103,7 @@ class RunConfig(Frozen):
     predict: PredictConfig = PredictConfig()
     tracking: TrackingConfig = TrackingConfig()
     tune: TuneConfig = TuneConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from kelp._files import atomic_path
 from kelp._progress import say
 from kelp._provenance import git_state
 from kelp.artifacts import read_marker
+from kelp.cluster import connect
 from kelp.data.stage import prepare_dataset
 from kelp.errors import ConfigError
 from kelp.layout import RunLayout, short_hash
@@ -187,6 +188,14 @@ def run_pipeline(
         Whatever the failing stage raised (after recording it in ``run.json``).
     """
     stages = select_stages(only, start)
+    # the cluster is reached (or started) before anything is written
+    with connect(config.cluster):
+        return _run(config, config_text, stages, force)
+
+
+def _run(
+    config: RunConfig, config_text: str | None, stages: list[Stage], force: bool
+) -> dict[str, Any]:
     layout = config.layout()
     run = layout.root
     run.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ feature table, folds file, versions): a rerun skips folds whose key and maps are
 and a fold interrupted half-way is simply redone (``kelp.tabular.runs``).
 """
 
+import functools
 import json
 import shutil
 import time
@@ -26,7 +27,8 @@ from typing import Any
 
 from kelp import __version__
 from kelp._files import atomic_path
-from kelp._progress import say
+from kelp._progress import say, track
+from kelp.cluster import current, gpu_resources, run_tasks
 from kelp.data.catalog import TileRecord
 from kelp.data.folds import FoldAssignment
 from kelp.data.folds_file import read_run_folds
@@ -135,7 +137,6 @@ def train_trees(
     records = {r.tile_id: r for r in catalog.train}
     predictable = set(build.tiles)
     stage = _Stage(config, layout, build, assignment, inputs, devices, keys, records, predictable)
-    positives: set[str] | None = None
     trained: dict[int, list[ModelName]] = {}
     for fold in wanted:
         stale = [
@@ -143,14 +144,14 @@ def train_trees(
             for name in config.models
             if not is_current(layout, name, fold, keys[name], assignment, predictable)
         ]
-        if not stale:
+        if stale:
+            trained[fold] = stale
+        else:
             say(f"fold {fold}: {', '.join(config.models)} up to date")
-            continue
-        if positives is None:
-            positives = positive_tiles(layout.features, build.manifest)
-            say(f"feature table: {build.manifest['n_rows']} rows of {len(build.tiles)} tiles")
-        _train_fold(stage, fold, stale, positives)
-        trained[fold] = stale
+    if trained:
+        positives = positive_tiles(layout.features, build.manifest)
+        say(f"feature table: {build.manifest['n_rows']} rows of {len(build.tiles)} tiles")
+        _train_folds(stage, trained, positives)
     manifest = _manifest(stage, wanted, trained, started)
     with atomic_path(layout.tabular / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
@@ -201,6 +202,30 @@ def _reader(stage: _Stage, fold: int) -> RowReader:
         return cache[key]
 
     return read
+
+
+def _train_folds(stage: _Stage, todo: dict[int, list[ModelName]], positives: set[str]) -> None:
+    """Train each fold's stale models: one after the other here, or one task per fold on the
+    cluster in use (each task writes its fold's files itself)."""
+    client = current()
+    if client is None:
+        for fold, stale in todo.items():
+            _train_fold(stage, fold, stale, positives)
+        return
+    cuda = [name for name in stage.config.models if stage.devices[name] == "cuda"]
+    resources = gpu_resources(client, ", ".join(cuda)) if cuda else None
+    work = functools.partial(_fold_task, stage, positives)
+    tasks = run_tasks(work, list(todo.items()), resources=resources)
+    for (fold, stale), future in track(tasks, "training folds on the cluster", total=len(todo)):
+        future.result()  # a fold's error stops the stage, as it does here
+        say(f"fold {fold}: {', '.join(stale)} trained on the cluster")
+
+
+def _fold_task(stage: _Stage, positives: set[str], todo: tuple[int, list[ModelName]]) -> int:
+    """One fold on a cluster worker (its messages go to the worker's log)."""
+    fold, stale = todo
+    _train_fold(stage, fold, stale, positives)
+    return fold
 
 
 def _train_fold(stage: _Stage, fold: int, stale: list[ModelName], positives: set[str]) -> None:

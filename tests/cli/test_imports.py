@@ -12,6 +12,8 @@ from tests._imports import loaded_after
 #: What `kelp --version`, `kelp --help` and `kelp <command> --help` must not load.
 HEAVY = (
     "catboost",
+    "dask",
+    "distributed",
     "lightgbm",
     "matplotlib",
     "mlflow",

@@ -6,6 +6,8 @@ from tests._imports import loaded_after
 #: What reading a tile and writing its Parquet rows never needs.
 NOT_IN_WORKER = (
     "catboost",
+    "dask",
+    "distributed",
     "lightgbm",
     "matplotlib",
     "mlflow",

@@ -19,6 +19,7 @@ import numpy as np
 from kelp import __version__
 from kelp._files import atomic_path
 from kelp.artifacts import read_json
+from kelp.cluster import worker_threads
 from kelp.devices import ResolvedDevice
 
 __all__ = ["MODEL_JSON", "EvalSet", "TreeModel", "available_cores", "read_model_info"]
@@ -30,7 +31,11 @@ EvalSet = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity, not the machine's total)."""
+    """CPU cores this process may run on (its affinity, not the machine's total); inside a
+    Dask worker's task, that worker's threads."""
+    threads = worker_threads()
+    if threads is not None:
+        return threads
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
