@@ -61,6 +61,7 @@ R = TypeVar("R")
 
 _EXTRA = "pip install 'kelp[dask]'"
 _SCHEMES = ("tcp://", "tls://", "ucx://", "inproc://", "ws://", "wss://")
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _client: ContextVar["Client | None"] = ContextVar("kelp_cluster", default=None)
 
 
@@ -161,15 +162,33 @@ def connect(config: ClusterConfig | None) -> Iterator["Client | None"]:
 
 
 def _local(distributed: Any, workers: int, threads: int | None) -> "Client":
+    """A LocalCluster whose workers run kelp's tasks at the speed of a process pool.
+
+    Two of Dask's worker defaults are changed: ``MALLOC_TRIM_THRESHOLD_=65536`` (glibc hands
+    freed memory back at once, so every tile's temporaries are page-faulted in again: the
+    feature build ran 1.8x slower with it, 40.3 s against 22.3 s for 300 tiles) is unset,
+    and ``OMP_NUM_THREADS`` & co. (1 by default) follow the worker's threads, so that torch
+    in a CNN task uses them; a value set in this environment is kept. The sampling profiler
+    (every 10 ms) is off.
+    """
+    import dask
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = threads or max(1, (cores or 1) // workers)
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=40,  # logging.ERROR: a lost worker is still reported
-    )
+    env = {k: os.environ.get(k, str(threads)) for k in _THREAD_VARIABLES}
+    settings = {
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        "distributed.worker.profile.enabled": False,
+    }
+    with dask.config.set(settings):
+        cluster = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=40,  # logging.ERROR: a lost worker is still reported
+            env=env,
+        )
     return distributed.Client(cluster)
 
 

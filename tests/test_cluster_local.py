@@ -95,6 +95,18 @@ def test_cluster_is_in_use_with_its_threads(local: Any) -> None:
     assert results == [1, 1, 1]  # a tree model in a task uses its worker's one thread
 
 
+def _environment() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
+def test_local_workers_keep_glibc_malloc_and_their_threads(local: Any) -> None:
+    # Dask's MALLOC_TRIM_THRESHOLD_=65536 made the feature build 1.8x slower; OMP_NUM_THREADS
+    # follows the worker's threads (1 here) unless this environment sets it
+    expected = os.environ.get("OMP_NUM_THREADS", "1")
+    seen = list(local.run(_environment).values())
+    assert seen == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": expected}] * 2
+
+
 def test_feature_build_on_cluster_is_byte_identical(
     local: Any, dataset: tuple[Path, Path], tmp_path: Path
 ) -> None:
