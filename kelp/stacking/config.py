@@ -76,6 +76,10 @@ class StackConfig(Frozen):
             cross-validated maps of this very run; ``best`` chooses among them.
         models: base models to fuse (folder names under ``RUN/oof``); empty = all found.
         sampling: out-of-fold pixels the meta-models are fit on (as in the feature table).
+        max_rows: a memory bound on those pixels over all tiles: each tile keeps at most
+            ``ceil(max_rows / tiles)`` of its sampled pixels, a seeded uniform draw whose
+            weights are multiplied by sampled / kept; ``None`` keeps them all. The
+            manifest's ``rows`` says how many were sampled and kept.
         lightgbm: parameters of the LightGBM meta-model.
         postprocess: the grid searched on out-of-fold fused maps.
         seed: seeds the pixel sampling and the meta-models.
@@ -86,6 +90,7 @@ class StackConfig(Frozen):
     compare: tuple[MetaName, ...] = META_MODELS
     models: tuple[str, ...] = ()
     sampling: SamplingConfig = SamplingConfig()
+    max_rows: Annotated[int, Field(ge=1)] | None = None
     lightgbm: dict[str, Any] = Field(default_factory=lambda: dict(_LIGHTGBM))
     postprocess: PostprocessConfig = PostprocessConfig()
     seed: int = 0

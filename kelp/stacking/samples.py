@@ -5,6 +5,7 @@ feature table, :func:`kelp.features.sampling.sample_pixels`); scoring and post-p
 every pixel, against the true mask and the DEM land mask kept bit-packed in memory.
 """
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class Rows:
     spatial: np.ndarray | None  # (N, F) with neighbourhood aggregates and land
     label: np.ndarray
     weight: np.ndarray
+    sampled: int = 0  # pixels sampled before ``max_rows`` kept some (0: not recorded)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def sample_rows(
 ) -> tuple[dict[str, Rows], dict[str, Truth]]:
     """Each tile's sampled rows (with spatial features if a meta-model needs them) and truth."""
     spatial = any(create_meta(m).spatial for m in config.compare)  # meta is among them
+    per_tile = -(-config.max_rows // max(1, len(tile_ids))) if config.max_rows else None
     rows: dict[str, Rows] = {}
     truths: dict[str, Truth] = {}
     for tile_id in track(tile_ids, "sampling out-of-fold pixels"):
@@ -73,7 +76,10 @@ def sample_rows(
         mask = known.truth()
         logits = base.logits(tile_id)
         sample = sample_pixels(mask, tile_id, config.sampling, config.seed)
-        r, c = sample.rows, sample.cols
+        r, c, weight = sample.rows, sample.cols, sample.weight
+        if per_tile is not None and len(r) > per_tile:
+            keep = _keep(len(r), per_tile, config.seed, tile_id)
+            r, c, weight = r[keep], c[keep], weight[keep] * np.float32(len(sample) / per_tile)
         rows[tile_id] = Rows(
             fold=base.fold_of[tile_id],
             plain=logits[:, r, c].T.copy(),
@@ -81,6 +87,14 @@ def sample_rows(
             if spatial
             else None,
             label=mask[r, c],
-            weight=sample.weight,
+            weight=weight,
+            sampled=len(sample),
         )
     return rows, truths
+
+
+def _keep(n: int, k: int, seed: int, tile_id: str) -> np.ndarray:
+    """Sorted indices of ``k`` of ``n`` rows, drawn from the seed and the tile alone (not
+    from the order tiles are read in)."""
+    rng = np.random.default_rng([seed, zlib.crc32(tile_id.encode())])
+    return np.sort(rng.choice(n, size=k, replace=False))

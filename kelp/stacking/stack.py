@@ -101,6 +101,11 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
     manifest = stage_manifest(
         key, config, layout.folds, base, build, meta_record, record, comparison, started
     )
+    manifest["rows"] = {
+        "sampled": sum(r.sampled for r in rows.values()),
+        "kept": sum(len(r.label) for r in rows.values()),
+        "max_rows": config.max_rows,
+    }
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     say(_describe(choice))
