@@ -1,4 +1,4 @@
-"""Peak memory of `kelp train-trees` against the number of tiles: whole table, per fold, capped.
+"""Peak memory of `kelp train-trees`, `kelp stack` and `kelp predict` against the tile count.
 
     python benchmarks/scale.py --tiles 100,300,1000 --out runs/scale
     python benchmarks/scale.py --tiles 100,300,1000 --out runs/scale --before ../kelp-0.1
@@ -13,6 +13,12 @@ variant in its own run folder on the same folds and table:
   ``PYTHONPATH``), which loads the whole table, then copies the fold's rows;
 - ``per fold``: this code, reading only the fold's tiles, every row;
 - ``capped``: this code with ``[tabular] max_rows = --max-rows``.
+
+``--stages`` (default ``trees,stack,predict``) then, for ``stack`` and ``predict``, trains
+LightGBM on all 5 folds in the same run folder (``kelp run --only trees``, capped), and
+measures ``kelp stack`` uncapped (``all rows``) and with ``[stacking] max_rows =
+--stack-max-rows`` (``capped``), then ``kelp predict`` (on the capped stacker) over the same
+tiles' images, linked into a folder of their own as test tiles.
 
 It prints peak RSS (``/usr/bin/time``'s maximum resident set size) per variant and tile
 count, the table's rows, the ratio RSS(largest) / RSS(second largest) beside its goal 1.15
@@ -50,6 +56,18 @@ k = 5
 
 [features]
 workers = 2
+
+[tabular]
+models = ["lightgbm"]
+max_rounds = {rounds}
+early_stopping_rounds = 0
+n_jobs = 2
+max_rows = {cap}
+"""
+
+STACKING = """\
+[stacking]
+{cap}
 """
 
 TABULAR = """\
@@ -65,7 +83,7 @@ def _kelp(*args: str, env: dict[str, str] | None = None) -> None:
     subprocess.run([sys.executable, "-m", "kelp", "-q", *args], check=True, env=env)
 
 
-def _prepare(out: Path, tiles: int) -> Path:
+def _prepare(out: Path, tiles: int, rounds: int = 20, cap: int = 500_000) -> Path:
     """Data, folds and the feature table for ``tiles`` tiles; the run folder."""
     folder = out / str(tiles)
     data = folder / "data"
@@ -73,7 +91,7 @@ def _prepare(out: Path, tiles: int) -> Path:
         _kelp("data", "synth", "--out", str(data), "--tiles", str(tiles), "--size", "350",
               "--seed", "0", "--test-fraction", "0")  # fmt: skip
     config = folder / "prepare.toml"
-    config.write_text(CONFIG.format(runs=folder, data=data))
+    config.write_text(CONFIG.format(runs=folder, data=data, rounds=rounds, cap=cap))
     for stage in ("folds", "features"):
         _kelp("run", str(config), "--only", stage)
     return folder / "run"
@@ -85,17 +103,47 @@ def _peak_mib(run: Path, variant: str, rounds: int, cap: int | None, before: Pat
     folder.mkdir(exist_ok=True)
     config = folder / "tabular.toml"
     config.write_text(TABULAR.format(rounds=rounds, cap=f"max_rows = {cap}" if cap else ""))
-    env = dict(os.environ)
-    if before is not None:
-        env["PYTHONPATH"] = str(before.resolve())
     command = [
-        "/usr/bin/time", "-f", "%M", sys.executable, "-m", "kelp", "-q", "train-trees",
-        str(run.parent / "data"), "--run", str(folder),
+        "train-trees", str(run.parent / "data"), "--run", str(folder),
         "--folds-file", str(run / "folds.csv"), "--features", str(run / "features"),
         "--folds", "0", "--models", "lightgbm", "--config", str(config),
     ]  # fmt: skip
-    done = subprocess.run(command, check=True, env=env, capture_output=True, text=True)
+    return _peak(command, before)
+
+
+def _peak(command: list[str], before: Path | None = None) -> float:
+    """Peak RSS in MiB of ``kelp COMMAND`` in a fresh process (``before``: that checkout's)."""
+    env = dict(os.environ)
+    if before is not None:
+        env["PYTHONPATH"] = str(before.resolve())
+    timed = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "kelp", "-q", *command]
+    done = subprocess.run(timed, check=True, env=env, capture_output=True, text=True)
     return int(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def _stage_peaks(run: Path, stack_cap: int) -> dict[str, float]:
+    """Peak RSS of `kelp stack` (all rows, capped) and `kelp predict` on one run folder."""
+    folder = run.parent
+    _kelp("run", str(folder / "prepare.toml"), "--only", "trees")  # all folds, OOF maps
+    data = folder / "data"
+    peaks = {}
+    for variant, cap in (("all rows", None), ("capped", stack_cap)):
+        config = folder / f"stack-{variant.replace(' ', '_')}.toml"
+        config.write_text(STACKING.format(cap=f"max_rows = {cap}" if cap else ""))
+        peaks[f"stack {variant}"] = _peak(
+            ["stack", str(data), "--run", str(run), "--config", str(config), "--force"]
+        )
+    tiles = folder / "predict-tiles" / "test_satellite"  # the train images, as test tiles
+    if not tiles.is_dir():
+        tiles.mkdir(parents=True)
+        for image in sorted((data / "train_satellite").glob("*_satellite.tif")):
+            (tiles / image.name).symlink_to(image.resolve())
+    shutil.rmtree(folder / "predictions", ignore_errors=True)
+    predictions = str(folder / "predictions")
+    peaks["predict"] = _peak(
+        ["predict", "--data", str(tiles.parent), "--run", str(run), "--out", predictions]
+    )
+    return peaks
 
 
 def _build_seconds(run: Path, out: Path, engine: list[str]) -> float:
@@ -140,7 +188,9 @@ def main() -> None:
     parser.add_argument("--tiles", default="100,300,1000")
     parser.add_argument("--out", type=Path, default=Path("runs/scale"))
     parser.add_argument("--max-rows", type=int, default=500_000)
+    parser.add_argument("--stack-max-rows", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--stages", default="trees,stack,predict")
     parser.add_argument("--before", type=Path, default=None, help="an earlier kelp checkout")
     parser.add_argument("--project", type=int, default=5635)
     parser.add_argument(
@@ -153,33 +203,40 @@ def main() -> None:
     parser.add_argument("--skip-rss", action="store_true", help="only the --engines timing")
     args = parser.parse_args()
     counts = [int(n) for n in args.tiles.split(",")]
+    stages = set(args.stages.split(","))
     out = args.out.resolve()
-    variants = {"per fold": None, "capped": args.max_rows}
+    variants = {"per fold": None, "capped": args.max_rows} if "trees" in stages else {}
     results: dict[str, dict[int, float]] = {v: {} for v in (["before"] if args.before else [])}
-    results.update({v: {} for v in variants})
+    results.update({f"trees {v}": {} for v in variants})
     rows = {}
     if args.skip_rss:
         counts = counts[:1]
     for n in counts:
-        run = _prepare(out, n)
+        run = _prepare(out, n, args.rounds, args.max_rows)
         if args.skip_rss:
             break
         rows[n] = json.loads((run / "features" / "manifest.json").read_text())["n_rows"]
         if args.before is not None:
             results["before"][n] = _peak_mib(run, "before", args.rounds, None, args.before)
         for name, cap in variants.items():
-            results[name][n] = _peak_mib(run, name.replace(" ", "_"), args.rounds, cap, None)
+            peak = _peak_mib(run, name.replace(" ", "_"), args.rounds, cap, None)
+            results[f"trees {name}"][n] = peak
+        if stages & {"stack", "predict"}:
+            for name, peak in _stage_peaks(run, args.stack_max_rows).items():
+                results.setdefault(name, {})[n] = peak
         peaks = ", ".join(f"{v} {r[n]:.0f} MiB" for v, r in results.items())
         print(f"{n} tiles ({rows[n]:,} rows): {peaks}", flush=True)
     if args.engines:
         _engines(_prepare(out, counts[0]), counts[0], args.engines)
     if args.skip_rss:
         return
-    print(f"\npeak RSS of `kelp train-trees --folds 0 --models lightgbm`, MiB "
-          f"(cap {args.max_rows:,} rows; {os.cpu_count()} cores)")  # fmt: skip
-    print(f"{'tiles':>7}{'rows':>12}" + "".join(f"{v:>12}" for v in results))
+    print(f"\npeak RSS, MiB: `kelp train-trees --folds 0 --models lightgbm` (cap "
+          f"{args.max_rows:,} rows), `kelp stack` (cap {args.stack_max_rows:,} rows), "
+          f"`kelp predict` ({os.cpu_count()} cores)")  # fmt: skip
+    width = max(14, *(len(v) + 2 for v in results))
+    print(f"{'tiles':>7}{'rows':>12}" + "".join(f"{v:>{width}}" for v in results))
     for n in counts:
-        print(f"{n:>7}{rows[n]:>12,}" + "".join(f"{r[n]:>12.0f}" for r in results.values()))
+        print(f"{n:>7}{rows[n]:>12,}" + "".join(f"{r[n]:>{width}.0f}" for r in results.values()))
     if len(counts) >= 2:
         a, b = counts[-2], counts[-1]
         print(f"\nRSS({b}) / RSS({a}) (goal <= 1.15 once the cap binds) and a straight line "
@@ -187,10 +244,10 @@ def main() -> None:
         for v, r in results.items():
             slope = (r[b] - r[a]) / (b - a)
             projected = r[b] + max(0.0, slope) * (args.project - b)  # never below measured
-            print(f"  {v:<10} ratio {r[b] / r[a]:.2f}   projected {projected / 1024:.2f} GiB")
-    (out / "scale.json").write_text(
-        json.dumps({"rows": rows, "peak_mib": results, "max_rows": args.max_rows}, indent=2)
-    )
+            print(f"  {v:<18} ratio {r[b] / r[a]:.2f}   projected {projected / 1024:.2f} GiB")
+    summary = {"rows": rows, "peak_mib": results, "max_rows": args.max_rows,
+               "stack_max_rows": args.stack_max_rows}  # fmt: skip
+    (out / "scale.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

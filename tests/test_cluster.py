@@ -128,3 +128,25 @@ def test_stage_commands_refuse_a_bad_cluster_option(
     assert "--cluster" in result.output and "local:N" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_predict_refuses_a_bad_cluster_option(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["predict", "--data", str(tmp_path), "--run", str(tmp_path / "run"), "--cluster", "x"],
+    )
+    assert result.exit_code == 1, result.output
+    assert "--cluster" in result.output and "local:N" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_tune_refuses_a_bad_cluster_option(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text(f'name = "x"\nruns_dir = "{tmp_path / "runs"}"\n')
+    options = ["--target", "trees", "--trials", "1", "--cluster", "local:0"]
+    result = CliRunner().invoke(app, ["tune", str(config), *options])
+    assert result.exit_code == 1, result.output
+    assert "--cluster" in result.output and "local:N" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()

@@ -251,8 +251,10 @@ def predict_command(
         bool | None, typer.Option(help="CNN test-time augmentation (default: as for OOF).")
     ] = None,
     device: Annotated[DeviceChoice, typer.Option(help="auto, cpu or cuda for the CNN.")] = _AUTO,
+    cluster: ClusterOption = None,
 ) -> None:
     """Predict masks for test tiles with the stacked models; write submission.tar."""
+    from kelp.cluster import connect
     from kelp.layout import RunLayout
     from kelp.stacking.config import PredictConfig
     from kelp.stacking.predict import predict
@@ -262,7 +264,8 @@ def predict_command(
             PredictConfig, "predict", None, data=data, out=out, on_error=on_error.value,
             tta=tta, device=device.value,
         )  # fmt: skip
-        manifest = predict(cfg, RunLayout.of(run))
+        with connect(cluster_config(None, cluster)):
+            manifest = predict(cfg, RunLayout.of(run))
     exit_if_tiles_missing(manifest)
 
 

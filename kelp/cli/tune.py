@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from kelp._progress import say
-from kelp.cli.shared import app, errors, interrupt
+from kelp.cli.shared import ClusterOption, app, cluster_config, errors, interrupt
 
 __all__: list[str] = []
 
@@ -33,7 +33,9 @@ def tune_command(
     timeout: Annotated[
         float | None, typer.Option(help="Minutes this invocation may start trials for.")
     ] = None,
-    jobs: Annotated[int, typer.Option(help="Processes running trials at once.")] = 1,
+    jobs: Annotated[
+        int, typer.Option(help="Trial loops at once: processes here, or tasks on --cluster.")
+    ] = 1,
     write_config: Annotated[
         Path | None,
         typer.Option(help="Also write the config with the best values merged in here."),
@@ -41,12 +43,14 @@ def tune_command(
     mlflow: Annotated[
         bool, typer.Option(help="Log the study to MLflow (a run per trial).")
     ] = False,
+    cluster: ClusterOption = None,
 ) -> None:
     """Tune the run's trees, CNN or stacker on its own folds; resumable; writes best.toml."""
+    from kelp.cluster import connect
     from kelp.tune.study import TuneRequest, tune
 
     request = TuneRequest(target.value, model, trials, timeout, jobs, write_config)
-    with errors(), interrupt():
+    with errors(), interrupt(), connect(cluster_config(config, cluster)):
         summary = tune(config, request, mlflow=mlflow)
     best = summary["best"]
     counts = ", ".join(f"{n} {state}" for state, n in summary["counts"].items() if n)

@@ -16,15 +16,24 @@ cores (:mod:`kelp.stacking.lanes`). None of this changes a mask: each tile's num
 those of the tile alone. A CNN batch that fails is redone one tile at a time, so only the
 tile that fails gets an all-zero mask.
 
+On a cluster (``--cluster``, :mod:`kelp.cluster`) the tiles go out as tasks of a few tiles
+each; a worker keeps the models it loaded for the next task and writes its masks itself, one
+thread per task (as trees and torch on one thread each here would), and only each tile's
+fate comes back.
+
 Resumable: the folder carries the key of what makes its masks (meta-model, the stacker's
 and every base model's keys, decision); a rerun with the same key skips tiles already
 written, another key starts over.
 """
 
+import functools
 import json
+import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,8 +41,9 @@ import numpy as np
 
 from kelp import __version__
 from kelp._files import atomic_path
-from kelp._progress import say, track
+from kelp._progress import hushed, say, track
 from kelp.artifacts import read_json, read_marker
+from kelp.cluster import current, gpu_resources, run_tasks, total_threads
 from kelp.data.catalog import Catalog, Problem, TileRecord, scan_catalog
 from kelp.data.folds_file import read_folds
 from kelp.data.io import pack_submission, write_mask
@@ -56,6 +66,7 @@ __all__ = ["BaseEnsemble", "predict"]
 
 _PARTIAL = ".partial.json"
 _EMPTY = "empty_masks.json"  # readable test tiles that got an all-zero mask, and why
+_NOTES = ".empty"  # the same, one file per tile, until the manifest is written
 
 
 class BaseEnsemble:
@@ -266,12 +277,7 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
     run = layout.root
     meta, record, decision_record = load_meta(run)
     stacking = read_json(layout.stacking / "manifest.json", "rerun `kelp stack --force`")
-    decision = Decision(
-        threshold=decision_record["threshold"],
-        land_mask=decision_record["land_mask"],
-        min_area=decision_record["min_area"],
-        morphology=decision_record["morphology"],
-    )
+    decision = _decision(decision_record)
     records = catalog.test
     listed = {r.tile_id for r in records}  # a problem of a listed tile is only a warning
     skipped = [
@@ -286,20 +292,13 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
     out_dir = config.out if config.out is not None else layout.predictions
     key = _key(layout, stacking, decision_record, config.tta)
     _open(out_dir, key)
-    empty = _read_empty(out_dir)  # readable tiles that got an all-zero mask, and why
     todo = [r for r in records if not _mask_path(out_dir, r).is_file()]
-    cores = available_cores()
-    lanes = 2 if config.overlap and cores >= 2 and len(ensemble.names) > 1 else 1
-    masks = _Masks(out_dir, config.on_error, meta, decision, ensemble.inputs, empty, skipped)
-    # the loader's workers start first, before any thread of this process
-    with (
-        prepared_tiles(todo, ensemble.inputs, _workers(config.num_workers, cores)) as tiles,
-        ensemble.threads(cores // lanes if lanes > 1 else None),
-        Lanes(ensemble.names, lanes) as running,
-    ):
-        done = stream_logits(ensemble, tiles, running, _batch_size(config.batch_size, ensemble))
-        for tile, logits in track(done, f"predicting {len(todo)} tiles", total=len(todo)):
-            masks.write(tile, logits)
+    if current() is None:
+        masks = _Masks(out_dir, config.on_error, meta, decision, ensemble.inputs, skipped)
+        _stream_masks(todo, ensemble, config, masks, available_cores())
+    else:
+        skipped += _on_cluster(todo, _Task(run, stacking, config, out_dir), ensemble)
+    empty = _read_empty(out_dir)  # readable tiles that got an all-zero mask, and why
     written = [path for r in records if (path := _mask_path(out_dir, r)).is_file()]
     tar = pack_submission(written, out_dir / "submission.tar")
     seconds = time.perf_counter() - started
@@ -319,15 +318,108 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
         "submission": str(tar),
         "seconds": round(seconds, 3),
     }
+    if empty:
+        with atomic_path(out_dir / _EMPTY) as tmp:
+            tmp.write_text(json.dumps(dict(sorted(empty.items())), indent=2))
     with atomic_path(out_dir / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     (out_dir / _PARTIAL).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / _NOTES, ignore_errors=True)
     if empty:
         say(f"[yellow]warning:[/yellow] {len(empty)} tile(s) got an all-zero mask (see manifest)")
     for s in skipped:
         say(f"[red]missing from {tar.name}:[/red] {s['path']}: {s['reason']}")
     say(f"{len(written)} masks in {out_dir}, packed into {tar} ({seconds:.1f} s)")
     return manifest
+
+
+def _stream_masks(
+    todo: Sequence[TileRecord],
+    ensemble: BaseEnsemble,
+    config: PredictConfig,
+    masks: "_Masks",
+    cores: int,
+    threads: int | None = None,
+) -> None:
+    """Predict ``todo`` and write their masks, on ``cores`` cores (see the module docstring).
+
+    ``threads``: every library on that many threads (default: as loaded, or half the cores
+    each when two families overlap)."""
+    lanes = 2 if config.overlap and cores >= 2 and len(ensemble.names) > 1 else 1
+    if threads is None and lanes > 1:
+        threads = cores // lanes
+    # the loader's workers start first, before any thread of this process
+    with (
+        prepared_tiles(todo, ensemble.inputs, _workers(config.num_workers, cores)) as tiles,
+        ensemble.threads(threads),
+        Lanes(ensemble.names, lanes) as running,
+    ):
+        done = stream_logits(ensemble, tiles, running, _batch_size(config.batch_size, ensemble))
+        for tile, logits in track(done, f"predicting {len(todo)} tiles", total=len(todo)):
+            masks.write(tile, logits)
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What a cluster worker needs to predict tiles of this run (the tiles come apart)."""
+
+    run: Path
+    stacking: dict[str, Any]
+    config: PredictConfig
+    out_dir: Path
+
+
+def _on_cluster(
+    todo: Sequence[TileRecord], task: _Task, ensemble: BaseEnsemble
+) -> list[dict[str, Any]]:
+    """Predict ``todo`` as tasks on the cluster in use; the unreadable tiles left out."""
+    client = current()
+    if not todo or client is None:
+        return []
+    threads = total_threads(client)
+    size = max(1, min(16, -(-len(todo) // (4 * threads))))  # 4 tasks per thread at least
+    chunks = [tuple(todo[i : i + size]) for i in range(0, len(todo), size)]
+    cuda = ensemble.cnn is not None and ensemble.cnn.device.type == "cuda"
+    resources = gpu_resources(client, "the CNN") if cuda else None
+    work = functools.partial(_predict_task, task)
+    skipped: list[dict[str, Any]] = []
+    tasks = run_tasks(work, chunks, in_flight=2 * threads, resources=resources)
+    for _, future in track(tasks, f"predicting {len(todo)} tiles on the cluster", len(chunks)):
+        skipped += future.result()  # a tile's error with on_error="fail" stops here
+    say(f"{len(todo)} tiles predicted on the cluster ({len(chunks)} tasks)")
+    return skipped
+
+
+_loaded = threading.local()  # per worker thread: the models of the last task's run
+
+
+def _predict_task(task: _Task, records: tuple[TileRecord, ...]) -> list[dict[str, Any]]:
+    """Predict ``records`` on a cluster worker, one thread; their masks are written here."""
+    config = task.config
+    ident = (str(task.run), task.stacking["key"], config.tta, config.device)
+    if getattr(_loaded, "ident", None) != ident:
+        _loaded.ident = None  # a failed load leaves nothing half set
+        ensemble = BaseEnsemble(task.run, task.stacking, config.tta, config.device)
+        meta, _, decision_record = load_meta(task.run)
+        _loaded.models = (ensemble, meta, _decision(decision_record))
+        _loaded.ident = ident
+    ensemble, meta, decision = _loaded.models
+    skipped: list[dict[str, Any]] = []
+    masks = _Masks(task.out_dir, config.on_error, meta, decision, ensemble.inputs, skipped)
+    one = config.model_copy(update={"num_workers": 0})  # no child processes in a worker
+    with hushed():  # the client draws the bar; warnings still print
+        _stream_masks(records, ensemble, one, masks, cores=1, threads=1)
+    return skipped
+
+
+def _decision(record: dict[str, Any]) -> Decision:
+    """The post-processing of ``RUN/stacking/decision.json``."""
+    return Decision(
+        threshold=record["threshold"],
+        land_mask=record["land_mask"],
+        min_area=record["min_area"],
+        morphology=record["morphology"],
+    )
 
 
 def _mask_path(out_dir: Path, record: TileRecord) -> Path:
@@ -358,7 +450,6 @@ class _Masks:
         meta: Any,
         decision: Decision,
         inputs: TileInputs,
-        empty: dict[str, str],
         skipped: list[dict[str, Any]],
     ) -> None:
         self.out_dir = out_dir
@@ -366,7 +457,6 @@ class _Masks:
         self.meta = meta
         self.decision = decision
         self.inputs = inputs
-        self.empty = empty
         self.skipped = skipped
 
     def write(self, tile: PreparedTile, logits: Logits) -> None:
@@ -387,12 +477,11 @@ class _Masks:
                     {"tile_id": rec.tile_id, "path": str(tile.error_path), "reason": tile.problem}
                 )
                 return
-            self.empty[rec.tile_id] = tile.problem  # readable, nothing to predict from
             say(
                 f"[yellow]warning:[/yellow] {tile.error_path}: {tile.problem}; writing an "
                 "all-zero mask"
             )
-            _write_empty(self.out_dir, self.empty)
+            _note_empty(self.out_dir, rec.tile_id, tile.problem)  # readable, nothing to use
             write_mask(path, np.zeros(tile.shape, np.uint8), tile.transform)
             return
         try:
@@ -400,13 +489,13 @@ class _Masks:
         except Exception as error:  # a readable tile never goes missing from the submission
             if self.on_error == "fail":
                 raise
-            self.empty[rec.tile_id] = tile.failure or f"{type(error).__name__}: {error}"
+            reason = tile.failure or f"{type(error).__name__}: {error}"
             say(
-                f"[yellow]warning:[/yellow] {rec.image}: cannot be predicted "
-                f"({self.empty[rec.tile_id]}); writing an all-zero mask"
+                f"[yellow]warning:[/yellow] {rec.image}: cannot be predicted ({reason}); "
+                "writing an all-zero mask"
             )
             mask = np.zeros(_shape(tile), np.uint8)
-            _write_empty(self.out_dir, self.empty)
+            _note_empty(self.out_dir, rec.tile_id, reason)
         write_mask(path, mask, tile.transform)
 
     def _mask(self, tile: PreparedTile, logits: Logits) -> np.ndarray:
@@ -441,12 +530,20 @@ def _train_ids(catalog: Catalog, config: PredictConfig, layout: RunLayout) -> se
 
 
 def _read_empty(out_dir: Path) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (read_marker(out_dir / _EMPTY) or {}).items()}
+    """Tiles that got an all-zero mask, and why: ``empty_masks.json`` of a finished run and
+    the notes of an unfinished one (written by whichever process wrote the mask)."""
+    empty = {str(k): str(v) for k, v in (read_marker(out_dir / _EMPTY) or {}).items()}
+    notes = out_dir / _NOTES
+    if notes.is_dir():
+        empty.update({p.stem: p.read_text() for p in sorted(notes.glob("*.txt"))})
+    return empty
 
 
-def _write_empty(out_dir: Path, empty: dict[str, str]) -> None:
-    with atomic_path(out_dir / _EMPTY) as tmp:
-        tmp.write_text(json.dumps(empty, indent=2))
+def _note_empty(out_dir: Path, tile_id: str, reason: str) -> None:
+    """Record why ``tile_id`` gets an all-zero mask, before the mask is written."""
+    (out_dir / _NOTES).mkdir(exist_ok=True)
+    with atomic_path(out_dir / _NOTES / f"{tile_id}.txt") as tmp:
+        tmp.write_text(reason)
 
 
 def _open(out_dir: Path, key: str) -> None:
@@ -464,5 +561,6 @@ def _open(out_dir: Path, key: str) -> None:
         stale_files = [out_dir / n for n in ("submission.tar", "manifest.json", _EMPTY)]
         for path in [*stale, *stale_files]:
             path.unlink(missing_ok=True)
+        shutil.rmtree(out_dir / _NOTES, ignore_errors=True)
     with atomic_path(out_dir / _PARTIAL) as tmp:
         tmp.write_text(json.dumps({"key": key}))

@@ -10,6 +10,11 @@ recorded as failed and the study goes on; Ctrl-C stops at once, and the interrup
 (or one left running by a killed process on this host) is marked failed when the study is
 next opened, so the study resumes with the next trial.
 
+On a cluster (``--cluster``, :mod:`kelp.cluster`) each of the ``--jobs`` loops is a task: it
+runs its trials on one worker, on that worker's threads, against the same storage (the
+journal file on a filesystem every worker sees, or a database URL); with one job the trials
+run here and their stages send their tiles and folds to the cluster.
+
 After the trials: ``best.toml`` (the best trial's values as a TOML fragment that
 ``kelp run`` accepts; ``--write-config`` merges it into a copy of the config),
 ``summary.json`` and ``trials.csv`` (every trial: state, value, per-fold figures, values),
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from kelp._files import atomic_path
 from kelp._progress import say
+from kelp.cluster import current, run_tasks
 from kelp.errors import ConfigError
 from kelp.pipeline.config import RunConfig
 from kelp.tune.objective import TrialSetup, apply_values, run_trial
@@ -51,7 +57,8 @@ class TuneRequest:
         model: the tree model (trees only; default the config's first).
         trials: finished trials the study should hold (counted over every invocation).
         timeout: minutes this invocation may start trials for.
-        jobs: processes running trials at once on this machine.
+        jobs: trial loops running at once: processes on this machine, or tasks on the
+            cluster in use.
         write_config: also write the config with the best values merged in here.
     """
 
@@ -254,15 +261,16 @@ def _overrides(config: RunConfig, target: Target) -> dict[str, Any]:
     return dict(getattr(config.tune, target))
 
 
-def _worker(args: tuple[Path, Mapping[str, Any], TuneRequest, int]) -> None:
+def _worker(args: tuple[Path, Mapping[str, Any], TuneRequest, int, int]) -> None:
+    """One loop of trials; ``share``: loops sharing this machine's (or worker's) cores."""
     from kelp.pipeline.config import load_run_config
 
-    path, values, request, worker = args
+    path, values, request, worker, share = args
     config = load_run_config(path)
-    if config.tabular.n_jobs is None:  # the cores shared out between the processes
+    if config.tabular.n_jobs is None:  # the cores shared out between the loops
         from kelp.tabular.models.base import available_cores
 
-        threads = max(1, available_cores() // request.jobs)
+        threads = max(1, available_cores() // share)
         values = apply_values(values, {"tabular.n_jobs": threads})
         import torch
 
@@ -300,12 +308,16 @@ def tune(config_path: Path, request: TuneRequest, *, mlflow: bool = False) -> di
     started = time.perf_counter()
     if request.jobs == 1:
         _optimize(config, values, request, folder, 0)
+    elif current() is not None:  # each loop a task, on its worker's threads
+        jobs = [(config_path, values, request, w, 1) for w in range(request.jobs)]
+        for _, future in run_tasks(_worker, jobs):
+            future.result()
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("spawn")
-        jobs = [(config_path, values, request, w) for w in range(request.jobs)]
+        jobs = [(config_path, values, request, w, request.jobs) for w in range(request.jobs)]
         with ProcessPoolExecutor(request.jobs, mp_context=context) as pool:
             list(pool.map(_worker, jobs))
     study = open_study(config, request, folder)

@@ -35,6 +35,7 @@ def test_kelp_run_on_local_cluster_equals_plain_run(reference: Path, tmp_path: P
     assert "Traceback" not in done.stderr + done.stdout, done.tail()
     assert "cluster local:2: 2 worker(s)" in done.stderr, done.tail()
     assert "trained on the cluster" in done.stderr
+    assert "tiles predicted on the cluster" in done.stderr
     run = run_dir(config)
     assert all(e["status"] == "done" for e in read_run_json(run)["stages"].values())
     assert leftovers(run) == []

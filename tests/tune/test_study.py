@@ -2,6 +2,7 @@
 reproduces its best trial, and refuses bad input in one line before writing anything."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,17 @@ def test_mlflow_gets_a_run_per_trial_once(tiny: Path) -> None:
     assert sorted(r.data.tags["kelp_trial"] for r in children) == ["0", "1", "2"]
     best = summary["best"]["value"]
     assert parent.data.metrics["best_nested_dice"] == pytest.approx(best)
+
+
+def test_two_loops_on_a_local_cluster_share_one_study(tiny: Path) -> None:
+    from kelp.cluster import ClusterConfig, connect
+
+    config = _config(tiny)
+    with connect(ClusterConfig(address="local:2", threads_per_worker=1)):
+        summary = tune(config, TuneRequest("trees", "lightgbm", trials=3, jobs=2))
+    assert summary["counts"]["complete"] >= 3
+    trials = _study(config).trials
+    # each loop ran on a worker process of its own, not here
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert summary["best"]["value"] == max(t["value"] for t in summary["trials"])
