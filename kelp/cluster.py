@@ -28,9 +28,11 @@ is set (``pip install 'kelp[dask]'``).
 """
 
 import concurrent.futures as cf
+import functools
+import itertools
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClusterConfig",
     "ClusterError",
+    "bounded",
     "connect",
     "current",
     "gpu_resources",
@@ -281,21 +284,28 @@ def run_tasks(
     if client is None:
         raise RuntimeError("run_tasks needs a cluster: use it inside kelp.cluster.connect")
     executor = client.get_executor(pure=False, resources=resources)
+    yield from bounded(functools.partial(executor.submit, work), items, in_flight or len(items))
+
+
+def bounded(
+    submit: Callable[[T], "cf.Future[R]"], items: Iterable[T], limit: int
+) -> Iterator[tuple[T, "cf.Future[R]"]]:
+    """Submit ``items`` (``submit(item)`` returns a future) with at most ``limit`` pending;
+    yield each with its finished future, in the order they finish. Leaving early cancels
+    the futures not yet finished."""
     pending: dict[cf.Future[R], T] = {}
     queue = iter(items)
-    limit = in_flight or len(items)
     try:
         for item in queue:
-            pending[executor.submit(work, item)] = item
+            pending[submit(item)] = item
             if len(pending) >= limit:
                 break
         while pending:
             done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 yield pending.pop(future), future
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending[executor.submit(work, nxt)] = nxt
+                for nxt in itertools.islice(queue, 1):
+                    pending[submit(nxt)] = nxt
     finally:
         for future in pending:
             future.cancel()

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from kelp import __version__
 from kelp._files import atomic_path
-from kelp.cluster import current, run_tasks, total_threads
+from kelp.cluster import bounded, current, run_tasks, total_threads
 from kelp.data.catalog import TileRecord
 from kelp.data.tile import load_tile
 from kelp.errors import TileError
@@ -125,17 +125,10 @@ def run_jobs(
     must be picklable. On a cluster (:func:`kelp.cluster.connect`) each job is a task and
     ``workers`` is ignored: the cluster's threads say how many run at once.
     """
-    if current() is not None:  # tiles as tasks on the cluster, 2 in flight per thread
-        client = current()
-        assert client is not None
-        for job, future in run_tasks(work, jobs, in_flight=2 * total_threads(client)):
-            failure = future.exception()
-            if isinstance(failure, Exception):
-                yield job, failure
-            elif failure is not None:
-                raise failure
-            else:
-                yield job, future.result()
+    client = current()
+    if client is not None:  # tiles as tasks on the cluster, 2 in flight per thread
+        done = run_tasks(work, jobs, in_flight=2 * total_threads(client))
+        yield from _outcomes(done)
         return
     if workers <= 1:
         for job in jobs:
@@ -146,27 +139,19 @@ def run_jobs(
         return
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        pending: dict[cf.Future[TileSummary], Job] = {}
-        queue = iter(jobs)
-        try:
-            for job in queue:
-                pending[pool.submit(work, job)] = job
-                if len(pending) >= 2 * workers:
-                    break
-            while pending:
-                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    job = pending.pop(future)
-                    failure = future.exception()
-                    if isinstance(failure, Exception):
-                        yield job, failure
-                    elif failure is not None:  # KeyboardInterrupt, SystemExit: stop the run
-                        raise failure
-                    else:
-                        yield job, future.result()
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending[pool.submit(work, nxt)] = nxt
-        finally:
-            for future in pending:
-                future.cancel()
+        yield from _outcomes(bounded(lambda job: pool.submit(work, job), jobs, 2 * workers))
+
+
+def _outcomes(
+    done: Iterator[tuple[Job, "cf.Future[TileSummary]"]],
+) -> Iterator[tuple[Job, TileSummary | Exception]]:
+    """Each job with its summary or its ``Exception``; ``KeyboardInterrupt`` and
+    ``SystemExit`` stop the run."""
+    for job, future in done:
+        failure = future.exception()
+        if isinstance(failure, Exception):
+            yield job, failure
+        elif failure is not None:
+            raise failure
+        else:
+            yield job, future.result()
