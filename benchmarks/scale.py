@@ -100,7 +100,8 @@ def _prepare(out: Path, tiles: int, rounds: int = 20, cap: int = 500_000) -> Pat
 def _peak_mib(run: Path, variant: str, rounds: int, cap: int | None, before: Path | None) -> float:
     """Peak RSS of one `kelp train-trees` in a fresh process, in its own run folder."""
     folder = run.parent / variant
-    folder.mkdir(exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # trained models would be reused, not refit
+    folder.mkdir()
     config = folder / "tabular.toml"
     config.write_text(TABULAR.format(rounds=rounds, cap=f"max_rows = {cap}" if cap else ""))
     command = [
@@ -117,7 +118,9 @@ def _peak(command: list[str], before: Path | None = None) -> float:
     if before is not None:
         env["PYTHONPATH"] = str(before.resolve())
     timed = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "kelp", "-q", *command]
-    done = subprocess.run(timed, check=True, env=env, capture_output=True, text=True)
+    done = subprocess.run(timed, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"kelp {' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
