@@ -111,6 +111,7 @@ def test_kelp_run_with_unreachable_cluster_writes_nothing(tmp_path: Path) -> Non
     assert result.exit_code == 1, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "no Dask scheduler answered" in lines[0], result.output
+    assert "within 1 s" in result.output  # the file's [cluster] timeout, --cluster on top
     assert "nothing was written" in result.output
     assert not (tmp_path / "runs").exists()
 

@@ -46,7 +46,7 @@ def run_command(
             tracking = cfg.tracking.model_copy(update={"mlflow": True})
             cfg = cfg.model_copy(update={"tracking": tracking})
         if cluster is not None:
-            cfg = cfg.model_copy(update={"cluster": cluster_config(None, cluster)})
+            cfg = cfg.model_copy(update={"cluster": cluster_config(config, cluster)})
         with interrupt():
             record = run_pipeline(cfg, config.read_text(), only, start, force)  # type: ignore[arg-type]
     print_results(Path(record["run_dir"]), record)

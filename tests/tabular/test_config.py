@@ -67,3 +67,11 @@ def test_parse_models() -> None:
 def test_unknown_model_lists_the_valid_ones(call) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match=f"valid: {VALID}"):
         call()
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_row_cap_must_be_positive(value: int) -> None:
+    from kelp.pipeline.config import RunConfig
+
+    with pytest.raises(ConfigError, match=r"tabular\.max_rows"):
+        validate_config(RunConfig, {"tabular": {"max_rows": value}})
