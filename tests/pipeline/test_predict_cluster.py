@@ -54,10 +54,19 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> None:
         assert a[key] == b[key], key
 
 
-def test_predict_on_the_cluster_equals_predict_here(tiny_run: TinyRun, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "cluster",
+    # two single-threaded workers; one worker whose two threads run tasks side by side, each
+    # with the models it loaded
+    [LOCAL, ClusterConfig(address="local:1", threads_per_worker=2)],
+    ids=["2x1", "1x2"],
+)
+def test_predict_on_the_cluster_equals_predict_here(
+    cluster: ClusterConfig, tiny_run: TinyRun, tmp_path: Path
+) -> None:
     data, tests = _data(tiny_run, tmp_path)
     here = _predict(tiny_run, data, tmp_path / "here", on_error="skip")
-    with connect(LOCAL):
+    with connect(cluster):
         there = _predict(tiny_run, data, tmp_path / "there", on_error="skip")
     _same(here, there)
     assert set(there["empty_masks"]) == {tests[0]}
