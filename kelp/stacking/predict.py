@@ -293,11 +293,12 @@ def predict(config: PredictConfig, layout: RunLayout) -> dict[str, Any]:
     key = _key(layout, stacking, decision_record, config.tta)
     _open(out_dir, key)
     todo = [r for r in records if not _mask_path(out_dir, r).is_file()]
-    if current() is None:
+    client = current()
+    if client is None:
         masks = _Masks(out_dir, config.on_error, meta, decision, ensemble.inputs, skipped)
         _stream_masks(todo, ensemble, config, masks, available_cores())
-    else:
-        skipped += _on_cluster(todo, _Task(run, stacking, config, out_dir), ensemble)
+    elif todo:
+        skipped += _on_cluster(client, todo, _Task(run, stacking, config, out_dir), ensemble)
     empty = _read_empty(out_dir)  # readable tiles that got an all-zero mask, and why
     written = [path for r in records if (path := _mask_path(out_dir, r)).is_file()]
     tar = pack_submission(written, out_dir / "submission.tar")
@@ -370,12 +371,9 @@ class _Task:
 
 
 def _on_cluster(
-    todo: Sequence[TileRecord], task: _Task, ensemble: BaseEnsemble
+    client: Any, todo: Sequence[TileRecord], task: _Task, ensemble: BaseEnsemble
 ) -> list[dict[str, Any]]:
-    """Predict ``todo`` as tasks on the cluster in use; the unreadable tiles left out."""
-    client = current()
-    if not todo or client is None:
-        return []
+    """Predict ``todo`` as tasks on ``client``'s cluster; the unreadable tiles left out."""
     threads = total_threads(client)
     size = max(1, min(16, -(-len(todo) // (4 * threads))))  # 4 tasks per thread at least
     chunks = [tuple(todo[i : i + size]) for i in range(0, len(todo), size)]
