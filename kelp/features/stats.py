@@ -80,8 +80,10 @@ class Stats:
     """Mergeable per-channel statistics of a set of tiles.
 
     The quantile sample is merged lazily: offered pixels are buffered and cut back to the
-    smallest keys once twice the cap is held (or when read), so adding a tile costs the
-    size of its own sample, not of the sample so far.
+    smallest keys once the buffers hold a quarter more than the cap (or when read), so adding
+    a tile costs the size of its own sample, not of the sample so far. Cutting back sorts
+    the keys only and gathers the kept values into one new array, so merging several
+    folds' samples never holds a copy of all of them. Values stay ``float32``, as offered.
     """
 
     count: np.ndarray
@@ -125,20 +127,27 @@ class Stats:
 
     def add_sample(self, keys: np.ndarray, values: np.ndarray) -> None:
         """Merge pixels into the quantile sample, keeping the smallest random keys."""
+        if len(keys) == 0 and self._keys:
+            return
         self._keys.append(keys)
-        self._values.append(values)
+        self._values.append(values.astype(np.float32, copy=False))
         self._held += len(keys)
-        if self._held > 2 * _QUANTILE_SAMPLE:
+        if self._held > _QUANTILE_SAMPLE + _QUANTILE_SAMPLE // 4:
             self._compact()
 
     def _compact(self) -> None:
         if len(self._keys) == 1 and self._held <= _QUANTILE_SAMPLE:
             return
-        keys, values = np.concatenate(self._keys), np.concatenate(self._values)
-        if len(keys) > _QUANTILE_SAMPLE:
-            keep = np.argsort(keys, kind="stable")[:_QUANTILE_SAMPLE]
-            keys, values = keys[keep], values[keep]
-        self._keys, self._values, self._held = [keys], [values], len(keys)
+        keys = np.concatenate(self._keys)
+        keep = np.argsort(keys, kind="stable")[:_QUANTILE_SAMPLE]
+        # Gather the kept rows part by part into one array (no copy of all the parts).
+        starts = np.cumsum([0] + [len(k) for k in self._keys])
+        part = np.searchsorted(starts, keep, side="right") - 1
+        values = np.empty((len(keep), self._values[0].shape[1]), np.float32)
+        for i, chunk in enumerate(self._values):
+            rows = part == i
+            values[rows] = chunk[keep[rows] - starts[i]]
+        self._keys, self._values, self._held = [keys[keep]], [values], len(keep)
 
     def summary(self, names: Sequence[str]) -> dict[str, Any]:
         n = np.maximum(self.count, 1)
@@ -148,7 +157,8 @@ class Stats:
         if len(self.values):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channel: NaN quantile
-                q01, q99 = np.nanquantile(self.values, [0.01, 0.99], axis=0)
+                # in float64, as before the sample was kept in float32: the same figures
+                q01, q99 = np.nanquantile(self.values.astype(np.float64), [0.01, 0.99], axis=0)
 
         def num(x: float) -> float | None:
             return None if not np.isfinite(x) else round(float(x), 6)
@@ -226,7 +236,9 @@ class Collector:
     def keep(self, summary: TileSummary) -> None:
         self.samples[summary.fold].add_sample(summary.keys, summary.values)
         self.summaries.append(
-            dataclasses.replace(summary, keys=np.empty(0), values=np.empty((0, self.channels)))
+            dataclasses.replace(
+                summary, keys=np.empty(0), values=np.empty((0, self.channels), np.float32)
+            )
         )
 
 

@@ -131,3 +131,49 @@ def test_collector_keeps_sums_per_tile_and_pixels_per_fold() -> None:
     streamed = normalisation(collected.summaries, collected.samples, NAMES)
     whole = normalisation(summaries, {f: Stats.empty(3) for f in range(2)}, NAMES)
     assert streamed == whole
+
+
+def test_merging_fold_samples_holds_no_copy_of_all_of_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five full fold samples merge into the train set's and each "all but k" sample with at
+    most a few single samples' worth of new memory (a sample's values once, in float32)."""
+    import tracemalloc
+
+    cap, channels, folds = 2_000, 68, 5
+    monkeypatch.setattr(stats_module, "_QUANTILE_SAMPLE", cap)
+    rng = np.random.default_rng(0)
+    names = [f"c{i}" for i in range(channels)]
+    collected = Collector(folds, channels)
+    for t in range(folds * 10):
+        values = rng.normal(size=(channels, 256)).astype(np.float32)
+        collected.keep(summarise(f"T{t:07d}", t % folds, values, np.zeros(0, np.uint8), seed=0))
+    for stats in collected.samples.values():
+        assert stats.values.dtype == np.float32
+        assert len(stats.keys) == cap  # cut back to the cap before the merge is traced
+    one_sample = cap * channels * 4
+    tracemalloc.start()
+    try:
+        result = normalisation(collected.summaries, collected.samples, names)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result["train"]["tiles"] == folds * 10
+    assert peak < 6 * one_sample, f"merging held {peak / one_sample:.1f} samples"
+
+
+def test_cut_back_sample_is_the_smallest_keys_of_all_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stats_module, "_QUANTILE_SAMPLE", 30)
+    rng = np.random.default_rng(1)
+    stats = Stats.empty(2)
+    parts = [(rng.random(n), rng.normal(size=(n, 2)).astype(np.float32)) for n in (7, 0, 19, 12)]
+    for keys, values in parts:
+        stats.add_sample(keys, values)
+    keys = np.concatenate([k for k, _ in parts])
+    values = np.concatenate([v for _, v in parts])
+    order = np.argsort(keys)[:30]
+    np.testing.assert_array_equal(stats.keys, keys[order])
+    np.testing.assert_array_equal(stats.values, values[order])
+    assert stats.values.dtype == np.float32
