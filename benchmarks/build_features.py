@@ -2,6 +2,7 @@
 
     python benchmarks/build_features.py --tiles 100
     python benchmarks/build_features.py --tiles 1000 --repeats 3
+    python benchmarks/build_features.py --stats-memory 100,1000,2000,5635
 
 Synthesises ``--tiles`` train tiles of ``--size`` px (cached under ``--cache``) and their
 folds, then prints, in one run:
@@ -15,6 +16,12 @@ folds, then prints, in one run:
    ``kelp build-features --config configs/lean.toml`` and the default table, each with its
    tiles/s, ratio to the floor and target, and the peak RSS of the main process and of the
    largest worker.
+
+``--stats-memory N,...`` prints instead what the main process holds for the statistics
+(:mod:`kelp.features.stats`, traced with ``tracemalloc``) after N tiles' summaries of 68
+channels, and its peak while merging them into the manifest's normalisation: the part of
+the main process's memory that grows with the tile count (bounded once each fold's
+quantile sample is full, at about 1,000 tiles).
 
 Targets on 2 cores at 1,000 tiles of 350 px: lean >= 0.7x the floor and >= 50 tiles/s,
 default >= 25 tiles/s, peak RSS <= 0.5 GiB for the main process and per worker.
@@ -79,7 +86,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--profile-tiles", type=int, default=50)
     parser.add_argument("--cache", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--stats-memory", default=None, help="tile counts, e.g. 100,1000")
     args = parser.parse_args()
+    if args.stats_memory:
+        _stats_memory([int(n) for n in args.stats_memory.split(",")])
+        return
     set_quiet(True)
     data, folds = _dataset(args.cache, args.tiles, args.size)
     cores = available_cores()
@@ -136,6 +147,40 @@ def main() -> None:
         f"{main['default']} / {main['lean']} MiB, largest worker {worker['default']} / "
         f"{worker['lean']} MiB |"
     )
+
+
+def _stats_memory(counts: list[int], channels: int = 68, folds: int = 5) -> None:
+    """MiB the statistics hold after ``n`` tiles, and at their peak in the final merge."""
+    import tracemalloc
+
+    import numpy as np
+
+    from kelp.features.sampling import KINDS
+    from kelp.features.stats import Collector, TileSummary, normalisation
+
+    names = [f"c{i}" for i in range(channels)]
+    rng = np.random.default_rng(0)
+    print(f"statistics in the main process, {channels} channels, {folds} folds (tracemalloc MiB)")
+    print(f"{'tiles':>7}{'held':>8}{'peak building':>15}{'peak merging':>14}")
+    for n in counts:
+        tracemalloc.start()
+        collected = Collector(folds, channels)
+        for t in range(n):
+            ones = np.ones(channels)
+            values = rng.normal(size=(256, channels)).astype(np.float32)
+            rows = {k: 1 for k in KINDS}
+            summary = TileSummary(f"T{t:07d}", t % folds, rows, ones, ones, ones,
+                                  rng.random(256), values)  # fmt: skip
+            collected.keep(summary)
+        held, building = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        normalisation(
+            sorted(collected.summaries, key=lambda s: s.tile_id), collected.samples, names
+        )
+        merging = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        mib = 1 << 20
+        print(f"{n:>7}{held / mib:>8.1f}{building / mib:>15.1f}{merging / mib:>14.1f}")
 
 
 def _dataset(cache: Path, tiles: int, size: int) -> tuple[Path, Path]:
