@@ -119,10 +119,48 @@ def filter_bank(
             if kind == "gaussian":
                 out[k] = at(smoothed)
             elif kind == "gradient":
-                gy, gx = np.gradient(smoothed)
-                out[k] = at(np.hypot(gy, gx))
+                gy, gx = np.gradient(smoothed) if pixels is None else _gradient(smoothed, pixels)
+                out[k] = np.hypot(gy, gx)
             elif kind == "log":
-                out[k] = at(ndimage.laplace(smoothed) * np.float32(sigma**2))
+                lap = ndimage.laplace(smoothed) if pixels is None else _laplace(smoothed, pixels)
+                out[k] = lap * np.float32(sigma**2)
             else:
-                out[k] = at(smoothed - smooth(_DOG_RATIO * sigma))
+                out[k] = at(smoothed) - at(smooth(_DOG_RATIO * sigma))
     return out
+
+
+# Gradient and Laplacian at some pixels only: each needs just the pixel's 4 neighbours, and a
+# sampled build keeps about 1 pixel in 12. They repeat the whole-tile functions' arithmetic
+# step for step, so the values are theirs bit for bit (tests/features/test_channels.py and
+# test_stack.py check it).
+
+
+def _neighbours(
+    x: np.ndarray, pixels: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per axis: the rows (cols) before, at and after each pixel, clamped to the tile."""
+    h, w = x.shape
+    r, c = np.divmod(pixels, w)
+    rows = (np.maximum(r - 1, 0), r, np.minimum(r + 1, h - 1))
+    cols = (np.maximum(c - 1, 0), c, np.minimum(c + 1, w - 1))
+    return rows, cols
+
+
+def _gradient(x: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.gradient(x)`` at ``pixels``: central differences inside, one-sided at edges."""
+    (r0, r, r1), (c0, c, c1) = _neighbours(x, pixels)
+    one, two = np.float32(1), np.float32(2)
+    dy = (x[r1, c] - x[r0, c]) / np.where((r1 - r0) == 2, two, one)
+    dx = (x[r, c1] - x[r, c0]) / np.where((c1 - c0) == 2, two, one)
+    return dy, dx
+
+
+def _laplace(x: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``ndimage.laplace(x)`` (mode "reflect") at ``pixels``: per axis, in float64 as
+    ``correlate1d`` computes it (centre * -2, plus the two neighbours' sum), stored in
+    ``x``'s float32, then the two axes added in float32."""
+    (r0, r, r1), (c0, c, c1) = _neighbours(x, pixels)
+    centre = x[r, c].astype(np.float64) * -2.0
+    down = centre + (x[r0, c].astype(np.float64) + x[r1, c].astype(np.float64))
+    across = centre + (x[r, c0].astype(np.float64) + x[r, c1].astype(np.float64))
+    return down.astype(np.float32) + across.astype(np.float32)
