@@ -347,6 +347,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         "fused_oof_in_sample": masks["oof_in_sample"],
         "run_seconds": _read_json(run / "run.json")["seconds"],  # all stages, resumed or not
         "stage_seconds": _stage_seconds(run),
+        "cnn_fold_minutes": _cnn_fold_minutes(run),
         "baseline_seconds": base.get("seconds"),
     }
     _write_json(out / "quality.json", result)
@@ -356,6 +357,15 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
 def _area_ids(data: Path) -> list[str]:
     with (data / "synthetic_areas.csv").open(newline="") as f:
         return [row["aoi_id"] for row in csv.DictReader(f)]
+
+
+def _cnn_fold_minutes(run: Path) -> list[float]:
+    """Minutes each CNN fold trained (its epochs' wall time, validation included)."""
+    minutes = []
+    for log in sorted((run / "cnn").glob("fold=*/log.csv")):
+        with log.open(newline="") as f:
+            minutes.append(round(sum(float(r["seconds"]) for r in csv.DictReader(f)) / 60, 2))
+    return minutes
 
 
 def _stage_seconds(run: Path) -> dict[str, Any]:
@@ -393,7 +403,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"\nseed {r['seed']}: {r['tiles']} tiles of {r['size']} px from {r['areas']} areas; "
             f"pixels marked kelp on no-kelp tiles: {shown or 'none'}; kelp run "
             f"{r['run_seconds'] / 60:.1f} min, baselines "
-            f"{(r['baseline_seconds'] or 0) / 60:.1f} min"
+            f"{(r['baseline_seconds'] or 0) / 60:.1f} min; CNN training per fold "
+            f"{', '.join(f'{m:.1f}' for m in r.get('cnn_fold_minutes', []))} min"
         )
 
 
