@@ -375,7 +375,19 @@ def _stage_seconds(run: Path) -> dict[str, Any]:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    """One row per model: nested OOF and test Dice per seed, then the mean and spread."""
+    """One row per model: nested OOF and test Dice per seed, then the mean and spread.
+
+    ``stack-best (<meta>)`` rows are one row whatever meta-model each seed chose.
+    """
+    chosen = [
+        n[len("stack-best (") : -1]
+        for r in results
+        for n in r["rows"]
+        if n.startswith("stack-best (")
+    ]
+    label = f"stack-best ({' / '.join(chosen)})"
+    for r in results:  # same order, one name for the stack-best row
+        r["rows"] = {label if n.startswith("stack-best (") else n: v for n, v in r["rows"].items()}
     names = list(dict.fromkeys(n for r in results for n in r["rows"]))
     seeds = [str(r["seed"]) for r in results]
     head = " | ".join(f"OOF s{s} | test s{s}" for s in seeds)
@@ -416,8 +428,8 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=260, help="train + test tiles")
     parser.add_argument("--size", type=int, default=350)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=20, help="CNN steps per epoch")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=40, help="CNN steps per epoch")
     parser.add_argument("--models", default="lightgbm,xgboost,catboost,random_forest")
     parser.add_argument("--baseline-rows", type=int, default=8_000_000)
     parser.add_argument("--table", type=Path, nargs="+", help="print these quality.json files")
