@@ -228,7 +228,8 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     if not (vrun / "folds.csv").is_file():
         shutil.copyfile(run / "folds.csv", vrun / "folds.csv")
     if "features" in fragment:
-        _kelp("build-features", str(data), "--run", str(vrun), "--config", str(args.toml))
+        _kelp("build-features", str(data), "--folds", str(vrun / "folds.csv"),
+              "--out", str(vrun / "features"), "--config", str(args.toml))  # fmt: skip
     elif not (vrun / "features").exists():
         (vrun / "features").symlink_to(run / "features")
     started = time.perf_counter()
