@@ -166,11 +166,10 @@ def _stats_memory(counts: list[int], channels: int = 68, folds: int = 5) -> None
         tracemalloc.start()
         collected = Collector(folds, channels)
         for t in range(n):
-            ones = np.ones(channels)
+            sums = [np.ones(channels) for _ in range(3)]  # count, total, m2: one array each
             values = rng.normal(size=(256, channels)).astype(np.float32)
             rows = {k: 1 for k in KINDS}
-            summary = TileSummary(f"T{t:07d}", t % folds, rows, ones, ones, ones,
-                                  rng.random(256), values)  # fmt: skip
+            summary = TileSummary(f"T{t:07d}", t % folds, rows, *sums, rng.random(256), values)
             collected.keep(summary)
         held, building = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
