@@ -1,17 +1,20 @@
-"""Choosing the post-processing on the cross-validated fused maps, in-sample and nested."""
+"""Choosing the post-processing (and, with ``meta = "best"``, the meta-model) on the
+cross-validated fused maps, in-sample and nested."""
 
 import functools
 import operator
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from kelp._progress import track
 from kelp.maps import MapStore
 from kelp.metrics import Counts
-from kelp.stacking.config import StackConfig
+from kelp.stacking.config import MetaName, StackConfig
 from kelp.stacking.postprocess import Decision, Sweep, coarse_grid, fine_grid, pool, rank
 from kelp.stacking.samples import Truth
 
-__all__ = ["Choice", "choose"]
+__all__ = ["Choice", "choose", "choose_meta"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class Choice:
     counts: Counts  # the decision on the maps it was chosen on (optimistic)
     nested: Counts  # each fold under the decision chosen on the other folds, pooled
     per_fold: dict[int, tuple[Decision, Counts]]
+    # per fold k: the counts, pooled over the other folds, of the decision chosen on them
+    inner: dict[int, Counts] = field(default_factory=dict)
 
 
 def choose(
@@ -30,13 +35,14 @@ def choose(
     fold_of: dict[str, int],
     truths: dict[str, Truth],
     config: StackConfig,
+    sweep_csv: Path | None = None,
 ) -> Choice:
     """Choose the decision on all folds, and score each fold under one chosen on the others.
 
     Two passes over the fused maps, with per-fold counts: the coarse threshold grid, then
     the fine grids around the coarse optimum of every selection (all folds, all folds but
     k), so each nested choice searches exactly the grid the final choice searches. Writes
-    ``sweep.csv`` next to the store.
+    the ranked sweep to ``sweep_csv`` (default ``sweep.csv`` next to the store).
     """
     pp = config.postprocess
     folds = sorted({fold_of[t] for t in tile_ids})
@@ -67,14 +73,42 @@ def choose(
     everything = pool([searched(None, f) for f in folds])
     sweep = Sweep([], pp)
     sweep.counts = everything
-    sweep.write_csv(store.root.parent / "sweep.csv")
+    sweep.write_csv(sweep_csv or store.root.parent / "sweep.csv")
     decision, counts = rank(everything)[0]
     per_fold: dict[int, tuple[Decision, Counts]] = {}
+    inner: dict[int, Counts] = {}
     for fold in folds:
         if fold not in selections:  # one fold only: nothing to choose on but itself
             per_fold[fold] = (decision, searched(None, fold)[decision])
+            inner[fold] = counts
             continue
-        chosen, _ = rank(pool([searched(fold, f) for f in selections[fold]]))[0]
+        chosen, inner[fold] = rank(pool([searched(fold, f) for f in selections[fold]]))[0]
         per_fold[fold] = (chosen, searched(fold, fold)[chosen])
     nested = functools.reduce(operator.add, (c for _, c in per_fold.values()))
-    return Choice(decision, counts, nested, per_fold)
+    return Choice(decision, counts, nested, per_fold, inner)
+
+
+def choose_meta(
+    choices: Mapping[MetaName, Choice], compare: Sequence[MetaName]
+) -> tuple[MetaName, dict[int, MetaName], Choice]:
+    """With ``meta = "best"``: choose the meta-model by what its masks score, post-processed.
+
+    ``choices`` holds each compared meta-model's :func:`choose` on its own cross-validated
+    maps. Fold k is fused by the meta-model whose decision chosen on the other folds scores
+    best there (``inner``; fold k's own counts are never looked at) and scored under that
+    decision; the meta-model fit for ``kelp predict`` is the one best on all folds, with its
+    decision. Ties go to the first in ``compare`` order.
+
+    Returns:
+        The final meta-model, the meta-model of each fold, and the combined choice: the
+        final meta-model's decision and in-sample counts, the nested counts of the per-fold
+        choice.
+    """
+    folds = sorted(choices[compare[0]].per_fold)
+    per_fold_meta = {f: max(compare, key=lambda m: choices[m].inner[f].dice) for f in folds}
+    final = max(compare, key=lambda m: choices[m].counts.dice)
+    per_fold = {f: choices[m].per_fold[f] for f, m in per_fold_meta.items()}
+    nested = functools.reduce(operator.add, (c for _, c in per_fold.values()))
+    inner = {f: choices[m].inner[f] for f, m in per_fold_meta.items()}
+    best = choices[final]
+    return final, per_fold_meta, Choice(best.decision, best.counts, nested, per_fold, inner)

@@ -67,10 +67,15 @@ class StackConfig(Frozen):
     Attributes:
         meta: the meta-model fit on all out-of-fold pixels and used by ``kelp predict``;
             ``logistic`` by default: a calibrated linear fusion of logits that cannot overfit
-            a few hundred tiles. ``best``: for each fold, the compared meta-model with the
-            best pooled Dice on the *other* folds fuses that fold's out-of-fold maps (the
-            nested figure of this choice is the ``stack-best`` row), and the one best on
-            all folds is fit for ``kelp predict``.
+            a few hundred tiles. ``best``: every compared meta-model's cross-validated maps
+            get their own post-processing search, and the meta-model is chosen by the Dice
+            of its final masks (threshold, land mask, area filter), not of its raw maps: a
+            meta-model that fires on land a land mask removes is not penalised for it. Fold
+            k is fused by the meta-model whose masks, under the decision chosen on the
+            *other* folds, score best there; ``decision.json``'s nested figure scores each
+            fold that way (the ``stack-best`` row of the comparison counts those folds' raw
+            maps); the one best on all folds, with its decision, is fit for ``kelp
+            predict``, and its maps are ``stacking/oof``.
         compare: meta-models cross-validated for the comparison table; ``meta`` is always
             among them (added when missing), so its decision is chosen on its own
             cross-validated maps of this very run; ``best`` chooses among them.

@@ -8,7 +8,9 @@ Reads ``RUN/folds.csv`` and ``RUN/oof/<model>/`` (from ``kelp train-trees`` and
                                                    simple logit average and each meta-model,
                                                    per fold and overall, on the same tiles
     RUN/stacking/oof/                              the chosen meta-model's cross-validated
-                                                   fused P(kelp) per train tile
+                                                   fused P(kelp) per train tile (with
+                                                   ``meta = "best"``, the one best on all
+                                                   folds; see ``StackConfig.meta``)
     RUN/stacking/sweep.csv                         post-processing grid ranked by Dice
     RUN/stacking/decision.json                     the chosen threshold / land mask / area
     RUN/stacking/grid.png                          tiles across the Dice range, 4 panels each
@@ -22,6 +24,7 @@ on the cross-validated fused maps, never on maps a meta-model was fit on.
 """
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -35,12 +38,12 @@ from kelp.data.folds_file import read_run_folds
 from kelp.errors import StaleInputError
 from kelp.features.manifest import FeatureBuild, read_build
 from kelp.layout import RunLayout, short_hash
-from kelp.maps import finish_store, open_store
+from kelp.maps import MapStore, finish_store, open_store
 from kelp.oof_report import build_report, write_report
-from kelp.stacking.choice import Choice, choose
+from kelp.stacking.choice import Choice, choose, choose_meta
 from kelp.stacking.config import BEST, MetaName, StackConfig
-from kelp.stacking.crossval import best_meta, fused_probability, nested_meta, score_folds
 from kelp.stacking.crossval import fit_meta as _fit
+from kelp.stacking.crossval import fused_probability, score_folds
 from kelp.stacking.inputs import BaseMaps, open_base_maps
 from kelp.stacking.outputs import draw_grid, load_meta, stage_manifest, write_decision, write_meta
 from kelp.stacking.samples import sample_rows
@@ -76,24 +79,36 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
     records = {r.tile_id: r for r in catalog.train}
     tile_ids = sorted(base.fold_of)
     rows, truths = sample_rows(tile_ids, records, base, build.band_order, config)
-    fused_store = open_store(out / "oof", key)  # maps of another meta or run are removed
+    # With `best`, every compared meta-model's cross-validated maps are kept until its
+    # post-processed masks have been compared; then only the chosen one's stay, as `oof`.
+    names = config.compare if config.meta == BEST else (cast(MetaName, config.meta),)
+    stores = {m: open_store(_store_root(out, m, config), key) for m in names}
     # `_fit` is looked up here, at call time, so that tests can replace it.
-    counts = score_folds(tile_ids, rows, truths, base, assignment.k, config, fused_store, _fit)
+    counts = score_folds(tile_ids, rows, truths, base, assignment.k, config, stores, _fit)
+    choices = {
+        m: choose(store, tile_ids, base.fold_of, truths, config, out / _sweep_name(m, config))
+        for m, store in stores.items()
+    }
+    chosen: dict[int, MetaName] | None = None
+    if config.meta == BEST:
+        final_meta, chosen, choice = choose_meta(choices, config.compare)
+        counts[f"stack-{BEST}"] = {f: counts[f"stack-{m}"][f] for f, m in chosen.items()}
+    else:
+        final_meta = cast(MetaName, config.meta)
+        choice = choices[final_meta]
     comparison = _write_comparison(out, build_report(counts))
-    final_meta = _final_meta(config, counts, assignment.k)
-    choice = choose(fused_store, tile_ids, base.fold_of, truths, config)
     finish_store(
-        fused_store,
+        stores[final_meta],
         {
             "kind": "probability",
-            "model": f"stack-{config.meta}",
+            "model": f"stack-{final_meta}",
             "folds": {t: base.fold_of[t] for t in tile_ids},
             "folds_sha256": base.folds_sha256,
             "key": key,
         },
     )
+    fused_store = _keep_only(out, stores[final_meta], final_meta, config)
     final = _fit(final_meta, list(rows.values()), config)
-    chosen = nested_meta(counts, config.compare, assignment.k) if config.meta == BEST else None
     meta_record = write_meta(out, final, final_meta, base, chosen)
     draw_grid(fused_store, tile_ids, records, truths, choice.decision, out / "grid.png",
               config.grid_tiles, build.band_order)  # fmt: skip
@@ -112,12 +127,29 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
     return manifest
 
 
-def _final_meta(config: StackConfig, counts: dict[str, Any], k: int) -> MetaName:
-    """The meta-model fit on every fold for `kelp predict`: ``meta``, or with ``best`` the
-    compared one best on all folds' cross-validated maps (train data only)."""
-    if config.meta == BEST:
-        return best_meta(counts, config.compare, range(k))
-    return cast(MetaName, config.meta)
+def _store_root(out: Path, meta: MetaName, config: StackConfig) -> Path:
+    """Where ``meta``'s cross-validated maps are written: ``oof``, or with ``best`` a
+    folder per compared meta-model until the choice."""
+    return out / ("oof" if config.meta != BEST else f"oof-{meta}")
+
+
+def _sweep_name(meta: MetaName, config: StackConfig) -> str:
+    return "sweep.csv" if config.meta != BEST else f"sweep-{meta}.csv"
+
+
+def _keep_only(out: Path, store: MapStore, meta: MetaName, config: StackConfig) -> MapStore:
+    """Make ``store`` (the final meta-model's maps) ``out/oof`` with its ``sweep.csv``, and
+    remove the other compared meta-models' maps and sweeps (of this or an earlier run)."""
+    if store.root != out / "oof":
+        shutil.rmtree(out / "oof", ignore_errors=True)
+        store.root.replace(out / "oof")
+        (out / _sweep_name(meta, config)).replace(out / "sweep.csv")
+    for stale in [*out.glob("oof-*"), *out.glob("sweep-*.csv")]:
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+    return MapStore(out / "oof")
 
 
 def _inputs(
@@ -144,6 +176,8 @@ def _key(config: StackConfig, base: BaseMaps, folds_sha: str, build: FeatureBuil
         build.band_order,
         __version__,
     ]
+    if config.meta == BEST:  # since `best` compares post-processed masks, not raw maps
+        payload.append("best-by-masks")
     return short_hash(payload)
 
 

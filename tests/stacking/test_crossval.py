@@ -39,7 +39,7 @@ def test_fold_k_is_scored_by_meta_models_fit_on_the_other_folds_only(
         return meta
 
     store = MapStore(tmp_path / "fused")
-    counts = score_folds(tile_ids, rows, truths, base, 3, CONFIG, store, spy)
+    counts = score_folds(tile_ids, rows, truths, base, 3, CONFIG, {"logistic": store}, spy)
 
     assert [(name, folds) for name, folds, _, _ in fits] == [
         (m, {0, 1, 2} - {k}) for k in range(3) for m in CONFIG.compare
@@ -60,11 +60,9 @@ def test_fold_k_is_scored_by_meta_models_fit_on_the_other_folds_only(
     assert store.tile_ids() == tile_ids
 
 
-def test_meta_best_writes_each_fold_fused_by_the_meta_model_chosen_on_the_others(
+def test_each_meta_model_named_gets_its_own_cross_validated_maps(
     oof_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from kelp.stacking.crossval import nested_meta
-
     data, run = oof_run
     catalog = open_catalog(data)
     base = open_base_maps(RunLayout.of(run), read_folds(run / "folds.csv", catalog))
@@ -80,16 +78,16 @@ def test_meta_best_writes_each_fold_fused_by_the_meta_model_chosen_on_the_others
         fits[name, frozenset(r.fold for r in train)] = meta = fit_meta(name, train, config)
         return meta
 
-    store = MapStore(tmp_path / "fused")
-    counts = score_folds(tile_ids, rows, truths, base, 3, config, store, spy)
-    chosen = nested_meta(counts, config.compare, 3)
-    for k in range(3):
-        meta = fits[chosen[k], frozenset({0, 1, 2} - {k})]
-        for tile_id in (t for t in tile_ids if base.fold_of[t] == k):
-            expected = fused_probability(meta, base.logits(tile_id), truths[tile_id].land_mask())
-            np.testing.assert_allclose(store.read(tile_id), expected, atol=1e-6)
-        assert counts["stack-best"][k] is counts[f"stack-{chosen[k]}"][k]
-    assert store.tile_ids() == tile_ids
+    stores = {m: MapStore(tmp_path / m) for m in config.compare}
+    score_folds(tile_ids, rows, truths, base, 3, config, stores, spy)
+    for name, store in stores.items():
+        assert store.tile_ids() == tile_ids
+        for k in range(3):
+            meta = fits[name, frozenset({0, 1, 2} - {k})]
+            for tile_id in (t for t in tile_ids if base.fold_of[t] == k):
+                land = truths[tile_id].land_mask()
+                expected = fused_probability(meta, base.logits(tile_id), land)
+                np.testing.assert_allclose(store.read(tile_id), expected, atol=1e-6)
 
 
 def test_no_kelp_among_the_rows_is_refused() -> None:

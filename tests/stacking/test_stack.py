@@ -217,49 +217,78 @@ def test_no_kelp_to_fit(oof_run: tuple[Path, Path]) -> None:
         stack_module.stack(FAST, RunLayout.of(run, data))
 
 
-def test_meta_best_fuses_each_fold_with_the_meta_model_chosen_on_the_other_folds(
+def test_meta_best_chooses_by_post_processed_masks_on_the_other_folds(
     oof_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kelp.stacking.crossval import nested_meta
-    from kelp.thresholds import ThresholdCounts
+    from kelp.stacking.choice import Choice
 
     data, run = oof_run
     config = StackConfig.model_validate({**FAST.model_dump(), "meta": "best"})
     assert config.compare == ("average", "logistic", "lightgbm")  # best adds nothing
-    captured: dict[str, dict[int, ThresholdCounts]] = {}
-    score = stack_module.score_folds
+    folds = _folds(data, run)
+    fold_of = dict(zip(folds.tile_ids, folds.folds.tolist(), strict=True))
+    catalog = {r.tile_id: r for r in open_catalog(data).train}
+    choices: dict[str, Choice] = {}
+    choose = stack_module.choose
 
-    def spy(*args: object, **kwargs: object) -> dict[str, dict[int, ThresholdCounts]]:
-        captured.update(score(*args, **kwargs))  # type: ignore[arg-type]
-        return captured
+    def spy(store: MapStore, *args: object, **kwargs: object) -> Choice:
+        choice = choose(store, *args, **kwargs)  # type: ignore[arg-type]
+        meta = store.root.name.removeprefix("oof-")
+        choices[meta] = choice
+        for fold, (decision, _) in choice.per_fold.items():  # read before the maps go
+            inner = Counts(0, 0, 0, 0)
+            for tile_id, f in fold_of.items():
+                tile = load_tile(catalog[tile_id])
+                assert tile.mask is not None
+                got = Counts.from_arrays(decision.apply(store.read(tile_id), land_mask(tile)),
+                                         tile.mask)  # fmt: skip
+                inner = inner + got if f != fold else inner
+            assert choice.inner[fold] == inner, (meta, fold)  # pooled over the other folds
+        return choice
 
-    monkeypatch.setattr(stack_module, "score_folds", spy)
+    monkeypatch.setattr(stack_module, "choose", spy)
     manifest = stack_module.stack(config, RunLayout.of(run, data))
-    expected = nested_meta(captured, config.compare, 3)
-    assert manifest["meta"]["nested_choice"] == {str(f): m for f, m in expected.items()}
-    for fold, name in expected.items():  # the stack-best row counts the chosen model's maps
-        assert captured["stack-best"][fold] is captured[f"stack-{name}"][fold]
+    assert sorted(choices) == sorted(config.compare)
+    nested_choice = manifest["meta"]["nested_choice"]
+    for fold in range(3):
+        inner = {m: choices[m].inner[fold].dice for m in config.compare}
+        assert inner[nested_choice[str(fold)]] == max(inner.values())
+    final = manifest["meta"]["meta"]
+    assert choices[final].counts.dice == max(c.counts.dice for c in choices.values())
+    record = manifest["decision"]
+    assert record["threshold"] == choices[final].decision.threshold
+    nested = Counts(0, 0, 0, 0)
+    for fold, name in nested_choice.items():
+        decision, counts = choices[name].per_fold[int(fold)]
+        assert record["nested"]["per_fold"][fold]["threshold"] == decision.threshold
+        nested = nested + counts
+    assert record["nested"]["dice"] == pytest.approx(nested.dice, abs=1e-6)
     assert "stack-best" in manifest["comparison"]
-    assert manifest["meta"]["meta"] in config.compare
-    assert MapStore(run / "stacking" / "oof").manifest()["model"] == "stack-best"
+    out = run / "stacking"  # only the final meta-model's maps and sweep stay
+    assert MapStore(out / "oof").manifest()["model"] == f"stack-{final}"
+    assert sorted(MapStore(out / "oof").tile_ids()) == sorted(fold_of)
+    assert not [*out.glob("oof-*"), *out.glob("sweep-*.csv")]
+    assert (out / "sweep.csv").is_file()
 
 
-def test_nested_meta_choice_never_looks_at_the_scored_fold() -> None:
-    from kelp.stacking.crossval import best_meta, nested_meta
-    from kelp.thresholds import ThresholdCounts
+def test_meta_choice_never_looks_at_the_scored_fold() -> None:
+    from kelp.stacking.choice import Choice, choose_meta
 
-    truth = np.zeros((10, 10), np.uint8)
-    truth[:5] = 1
-    perfect, poor = truth.astype(np.float32), np.full((10, 10), 0.5, np.float32)
-    poor[:5, :3] = 0.0  # misses 15 of 50 kelp pixels at every threshold
-    counts: dict[str, dict[int, ThresholdCounts]] = {
-        "stack-average": {f: ThresholdCounts() for f in range(3)},
-        "stack-logistic": {f: ThresholdCounts() for f in range(3)},
+    decision = Decision(0.5)
+    good, poor = Counts(tp=10, fp=0, fn=0, tn=90), Counts(tp=5, fp=5, fn=5, tn=85)
+
+    def choice(own: dict[int, Counts], inner: dict[int, Counts], overall: Counts) -> Choice:
+        per_fold = {f: (decision, c) for f, c in own.items()}
+        return Choice(decision, overall, poor, per_fold, inner)
+
+    # average is perfect on fold 0 itself, but on the folds other than 0 logistic is better
+    choices = {
+        "average": choice({0: good, 1: poor, 2: poor}, {0: poor, 1: good, 2: good}, poor),
+        "logistic": choice({0: poor, 1: good, 2: good}, {0: good, 1: good, 2: good}, good),
     }
-    for fold, winner in ((0, "average"), (1, "logistic"), (2, "logistic")):
-        for name in ("average", "logistic"):
-            counts[f"stack-{name}"][fold].update(perfect if name == winner else poor, truth)
-    chosen = nested_meta(counts, ("average", "logistic"), 3)
-    assert chosen[0] == "logistic"  # average is perfect on fold 0, but fold 0 is not looked at
-    assert chosen[1] == chosen[2] == "average"  # a tie on the other folds: the first listed
-    assert best_meta(counts, ("average", "logistic"), range(3)) == "logistic"
+    final, per_fold, combined = choose_meta(choices, ("average", "logistic"))
+    assert per_fold[0] == "logistic"
+    assert per_fold[1] == per_fold[2] == "average"  # a tie on the other folds: the first listed
+    assert final == "logistic"
+    assert combined.decision == decision and combined.counts == good
+    assert combined.nested == poor + poor + poor  # each fold under the meta chosen for it
