@@ -102,16 +102,28 @@ def _write_json(path: Path, value: Any) -> None:
     tmp.replace(path)
 
 
-def _timed(out: Path, name: str, step: Any) -> Any:
-    """Run ``step()`` once: its result (and seconds) are kept in ``OUT/<name>.json``."""
+def _timed(out: Path, name: str, step: Any, inputs: Any = None) -> Any:
+    """Run ``step()`` once per ``inputs``: its result, seconds and inputs are kept in
+    ``OUT/<name>.json`` (a result kept for other inputs is recomputed)."""
     path = out / f"{name}.json"
     if path.is_file():
-        return _read_json(path)
+        kept = _read_json(path)
+        if kept.get("inputs") == inputs:
+            return kept
     started = time.perf_counter()
     result = step()
     result["seconds"] = round(time.perf_counter() - started, 1)
+    result["inputs"] = inputs
     _write_json(path, result)
     return result
+
+
+def _run_keys(run: Path) -> dict[str, Any]:
+    """The stacking and predict stages' own keys: scores of the run change with them."""
+    return {
+        stage: _read_json(run / stage / "manifest.json").get("key")
+        for stage in ("stacking", "predictions")
+    }
 
 
 def _kinds(data: Path) -> dict[str, str]:
@@ -329,8 +341,9 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
                              max_rows=args.baseline_rows)  # fmt: skip
 
     base = _timed(out, "baselines", baselines)
-    models_scores = _timed(out, "test_models", lambda: score_base_models(run, data))
-    masks = _timed(out, "test_masks", lambda: score_masks(run, data))
+    keys = _run_keys(run)
+    models_scores = _timed(out, "test_models", lambda: score_base_models(run, data), keys)
+    masks = _timed(out, "test_masks", lambda: score_masks(run, data), keys)
     rows = {
         name: {"oof_nested": r["oof_nested"], "test": r["test"]}
         for name, r in base["baselines"].items()
@@ -429,7 +442,7 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=260, help="train + test tiles")
     parser.add_argument("--size", type=int, default=350)
     parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=32)
     parser.add_argument("--steps", type=int, default=40, help="CNN steps per epoch")
     parser.add_argument("--models", default="lightgbm,xgboost,catboost,random_forest")
     parser.add_argument("--baseline-rows", type=int, default=8_000_000)
