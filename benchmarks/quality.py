@@ -399,7 +399,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
         for n in r["rows"]
         if n.startswith("stack-best (")
     ]
-    label = f"stack-best ({' / '.join(chosen)})"
+    label = f"stack-best ({' / '.join(dict.fromkeys(chosen))})"  # each meta-model once
     for r in results:  # same order, one name for the stack-best row
         r["rows"] = {label if n.startswith("stack-best (") else n: v for n, v in r["rows"].items()}
     names = list(dict.fromkeys(n for r in results for n in r["rows"]))
