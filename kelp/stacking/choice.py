@@ -4,8 +4,7 @@ cross-validated fused maps, in-sample and nested."""
 import functools
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from kelp._progress import track
 from kelp.maps import MapStore
@@ -26,7 +25,8 @@ class Choice:
     nested: Counts  # each fold under the decision chosen on the other folds, pooled
     per_fold: dict[int, tuple[Decision, Counts]]
     # per fold k: the counts, pooled over the other folds, of the decision chosen on them
-    inner: dict[int, Counts] = field(default_factory=dict)
+    inner: dict[int, Counts]
+    sweep: Sweep  # every decision searched, pooled over all folds (``sweep.csv``)
 
 
 def choose(
@@ -35,14 +35,12 @@ def choose(
     fold_of: dict[str, int],
     truths: dict[str, Truth],
     config: StackConfig,
-    sweep_csv: Path | None = None,
 ) -> Choice:
     """Choose the decision on all folds, and score each fold under one chosen on the others.
 
     Two passes over the fused maps, with per-fold counts: the coarse threshold grid, then
     the fine grids around the coarse optimum of every selection (all folds, all folds but
-    k), so each nested choice searches exactly the grid the final choice searches. Writes
-    the ranked sweep to ``sweep_csv`` (default ``sweep.csv`` next to the store).
+    k), so each nested choice searches exactly the grid the final choice searches.
     """
     pp = config.postprocess
     folds = sorted({fold_of[t] for t in tile_ids})
@@ -73,7 +71,6 @@ def choose(
     everything = pool([searched(None, f) for f in folds])
     sweep = Sweep([], pp)
     sweep.counts = everything
-    sweep.write_csv(sweep_csv or store.root.parent / "sweep.csv")
     decision, counts = rank(everything)[0]
     per_fold: dict[int, tuple[Decision, Counts]] = {}
     inner: dict[int, Counts] = {}
@@ -85,7 +82,7 @@ def choose(
         chosen, inner[fold] = rank(pool([searched(fold, f) for f in selections[fold]]))[0]
         per_fold[fold] = (chosen, searched(fold, fold)[chosen])
     nested = functools.reduce(operator.add, (c for _, c in per_fold.values()))
-    return Choice(decision, counts, nested, per_fold, inner)
+    return Choice(decision, counts, nested, per_fold, inner, sweep)
 
 
 def choose_meta(
@@ -111,4 +108,5 @@ def choose_meta(
     nested = functools.reduce(operator.add, (c for _, c in per_fold.values()))
     inner = {f: choices[m].inner[f] for f, m in per_fold_meta.items()}
     best = choices[final]
-    return final, per_fold_meta, Choice(best.decision, best.counts, nested, per_fold, inner)
+    combined = Choice(best.decision, best.counts, nested, per_fold, inner, best.sweep)
+    return final, per_fold_meta, combined

@@ -86,8 +86,7 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
     # `_fit` is looked up here, at call time, so that tests can replace it.
     counts = score_folds(tile_ids, rows, truths, base, assignment.k, config, stores, _fit)
     choices = {
-        m: choose(store, tile_ids, base.fold_of, truths, config, out / _sweep_name(m, config))
-        for m, store in stores.items()
+        m: choose(store, tile_ids, base.fold_of, truths, config) for m, store in stores.items()
     }
     chosen: dict[int, MetaName] | None = None
     if config.meta == BEST:
@@ -107,7 +106,8 @@ def stack(config: StackConfig, layout: RunLayout, *, force: bool = False) -> dic
             "key": key,
         },
     )
-    fused_store = _keep_only(out, stores[final_meta], final_meta, config)
+    choice.sweep.write_csv(out / "sweep.csv")
+    fused_store = _keep_only(out, stores[final_meta])
     final = _fit(final_meta, list(rows.values()), config)
     meta_record = write_meta(out, final, final_meta, base, chosen)
     draw_grid(fused_store, tile_ids, records, truths, choice.decision, out / "grid.png",
@@ -133,22 +133,14 @@ def _store_root(out: Path, meta: MetaName, config: StackConfig) -> Path:
     return out / ("oof" if config.meta != BEST else f"oof-{meta}")
 
 
-def _sweep_name(meta: MetaName, config: StackConfig) -> str:
-    return "sweep.csv" if config.meta != BEST else f"sweep-{meta}.csv"
-
-
-def _keep_only(out: Path, store: MapStore, meta: MetaName, config: StackConfig) -> MapStore:
-    """Make ``store`` (the final meta-model's maps) ``out/oof`` with its ``sweep.csv``, and
-    remove the other compared meta-models' maps and sweeps (of this or an earlier run)."""
+def _keep_only(out: Path, store: MapStore) -> MapStore:
+    """Make ``store`` (the final meta-model's maps) ``out/oof``, and remove the other
+    compared meta-models' maps (of this or an earlier run)."""
     if store.root != out / "oof":
         shutil.rmtree(out / "oof", ignore_errors=True)
         store.root.replace(out / "oof")
-        (out / _sweep_name(meta, config)).replace(out / "sweep.csv")
-    for stale in [*out.glob("oof-*"), *out.glob("sweep-*.csv")]:
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        else:
-            stale.unlink()
+    for stale in out.glob("oof-*"):
+        shutil.rmtree(stale)
     return MapStore(out / "oof")
 
 

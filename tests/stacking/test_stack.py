@@ -264,7 +264,7 @@ def test_meta_best_chooses_by_post_processed_masks_on_the_other_folds(
         nested = nested + counts
     assert record["nested"]["dice"] == pytest.approx(nested.dice, abs=1e-6)
     assert "stack-best" in manifest["comparison"]
-    out = run / "stacking"  # only the final meta-model's maps and sweep stay
+    out = run / "stacking"  # only the final meta-model's maps stay, with its sweep
     assert MapStore(out / "oof").manifest()["model"] == f"stack-{final}"
     assert sorted(MapStore(out / "oof").tile_ids()) == sorted(fold_of)
     assert not [*out.glob("oof-*"), *out.glob("sweep-*.csv")]
@@ -273,13 +273,14 @@ def test_meta_best_chooses_by_post_processed_masks_on_the_other_folds(
 
 def test_meta_choice_never_looks_at_the_scored_fold() -> None:
     from kelp.stacking.choice import Choice, choose_meta
+    from kelp.stacking.postprocess import Sweep
 
     decision = Decision(0.5)
     good, poor = Counts(tp=10, fp=0, fn=0, tn=90), Counts(tp=5, fp=5, fn=5, tn=85)
 
     def choice(own: dict[int, Counts], inner: dict[int, Counts], overall: Counts) -> Choice:
         per_fold = {f: (decision, c) for f, c in own.items()}
-        return Choice(decision, overall, poor, per_fold, inner)
+        return Choice(decision, overall, poor, per_fold, inner, Sweep([], PostprocessConfig()))
 
     # average is perfect on fold 0 itself, but on the folds other than 0 logistic is better
     choices = {
